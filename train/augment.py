@@ -1,0 +1,165 @@
+"""Waveform and spectrogram augmentation: what makes six men sound like everyone.
+
+Each function takes a numpy Generator so a seeded run is repeatable. Waveforms are mono
+float at the model rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    speed_range: tuple[float, float] = (0.85, 1.35)  # >1 raises pitch and formants (VTLP-like)
+    tempo_prob: float = 0.3  # an extra pure-duration change, formants kept
+    tempo_range: tuple[float, float] = (0.8, 1.25)
+    noise_prob: float = 0.8
+    snr_db_range: tuple[float, float] = (0.0, 35.0)
+    reverb_prob: float = 0.35
+    rt60_range: tuple[float, float] = (0.1, 0.7)
+    eq_prob: float = 0.5  # random microphone/telephone colouring
+    clip_prob: float = 0.05
+    context_seconds: tuple[float, float] = (0.0, 0.4)  # silence/noise around the word
+    spec_time_masks: int = 2
+    spec_time_width: int = 6
+    spec_freq_masks: int = 2
+    spec_freq_width: int = 5
+
+
+def change_speed(x: np.ndarray, factor: float, rate: int) -> np.ndarray:
+    """Play faster by `factor`: shorter, higher pitch and formants (vocal tract scaling)."""
+    return soxr.resample(x.astype(np.float32), rate * factor, rate, quality="MQ").astype(np.float64)
+
+
+def change_tempo(x: np.ndarray, factor: float, rate: int, frame: int = 256) -> np.ndarray:
+    """Duration change with pitch kept: overlap-add of Hann frames at a new hop (plain OLA).
+
+    Crude next to WSOLA, but the spectrogram CNN only needs plausible speaking-rate variety.
+    """
+    hop_out = frame // 4
+    hop_in = hop_out * factor
+    n_frames = max(1, int((x.size - frame) / hop_in) + 1)
+    window = np.hanning(frame)
+    out = np.zeros((n_frames - 1) * hop_out + frame)
+    norm = np.zeros_like(out)
+    padded = np.pad(x, (0, frame))
+    for i in range(n_frames):
+        start = int(i * hop_in)
+        out[i * hop_out : i * hop_out + frame] += padded[start : start + frame] * window
+        norm[i * hop_out : i * hop_out + frame] += window
+    return out / np.maximum(norm, 1e-3)
+
+
+def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise with power spectrum ~ 1/f^exponent: 0 white, 1 pink, 2 brown."""
+    spectrum = rng.normal(size=n // 2 + 1) + 1j * rng.normal(size=n // 2 + 1)
+    freqs = np.arange(n // 2 + 1, dtype=np.float64)
+    freqs[0] = 1.0
+    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2.0), n)
+    return noise / (np.std(noise) + 1e-12)
+
+
+def babble(n: int, pool: list[np.ndarray], rng: np.random.Generator, talkers: int = 5) -> np.ndarray:
+    """Several other utterances overlapped at random offsets: a room full of voices."""
+    out = np.zeros(n)
+    for _ in range(talkers):
+        src = pool[rng.integers(len(pool))]
+        src = src / (np.std(src) + 1e-9)
+        pos = 0
+        while pos < n:  # tile with gaps so the babble covers the whole clip
+            start = pos + int(rng.integers(0, max(1, src.size // 2)))
+            seg = src[: max(0, min(src.size, n - start))]
+            out[start : start + seg.size] += seg
+            pos = start + max(1, src.size)
+    return out / (np.std(out) + 1e-12)
+
+
+def random_noise(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    kind = rng.choice(["white", "pink", "brown", "babble"], p=[0.25, 0.3, 0.15, 0.3])
+    if kind == "babble" and pool:
+        return babble(n, pool, rng, talkers=int(rng.integers(3, 8)))
+    return coloured_noise(n, {"white": 0.0, "pink": 1.0, "brown": 2.0}.get(kind, 1.0), rng)
+
+
+def add_noise(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    signal_power = np.mean(x**2) + 1e-12
+    noise_power = np.mean(noise**2) + 1e-12
+    return x + noise * np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10.0)))
+
+
+def synthetic_rir(rt60: float, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Exponentially decaying noise tail after a direct impulse: a simple room."""
+    n = int(rt60 * rate)
+    t = np.arange(n) / rate
+    tail = rng.normal(size=n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    tail[: int(0.002 * rate)] = 0.0  # first reflections arrive after the direct path
+    rir = tail * 10 ** (rng.uniform(-12, -3) / 20.0) / (np.sqrt(np.sum(tail**2)) + 1e-12)
+    rir[0] = 1.0
+    return rir
+
+
+def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    n = x.size + rir.size - 1
+    size = 1 << (n - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(rir, size), size)[: x.size]
+    return wet * (np.std(x) / (np.std(wet) + 1e-12))
+
+
+def random_eq(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random gain curve (+-9 dB), sometimes band-limited like a telephone."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(x.size, 1.0 / rate)
+    knots = np.linspace(0, rate / 2, 6)
+    gain_db = np.interp(freqs, knots, rng.uniform(-9, 9, size=knots.size))
+    if rng.random() < 0.3:
+        low, high = rng.uniform(150, 400), rng.uniform(2800, 3800)
+        gain_db = np.where((freqs < low) | (freqs > high), gain_db - 30.0, gain_db)
+    return np.fft.irfft(spectrum * 10 ** (gain_db / 20.0), x.size)
+
+
+def augment_waveform(
+    x: np.ndarray,
+    rate: int,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    noise_pool: list[np.ndarray],
+) -> np.ndarray:
+    """One random rendition of an utterance, as a microphone in some room might hear it."""
+    x = change_speed(x, rng.uniform(*cfg.speed_range), rate)
+    if rng.random() < cfg.tempo_prob:
+        x = change_tempo(x, rng.uniform(*cfg.tempo_range), rate)
+    if rng.random() < cfg.eq_prob:
+        x = random_eq(x, rate, rng)
+    if rng.random() < cfg.reverb_prob:
+        x = reverberate(x, synthetic_rir(rng.uniform(*cfg.rt60_range), rate, rng))
+    # Surround the word with some silence so trimming and centring are exercised as in use.
+    before, after = (int(rng.uniform(*cfg.context_seconds) * rate) for _ in range(2))
+    x = np.concatenate([np.zeros(before), x, np.zeros(after)])
+    if rng.random() < cfg.noise_prob:
+        x = add_noise(x, random_noise(x.size, noise_pool, rng), rng.uniform(*cfg.snr_db_range))
+    x = x * 10 ** (rng.uniform(-30, 0) / 20.0) / (np.max(np.abs(x)) + 1e-9)
+    if rng.random() < cfg.clip_prob:
+        x = np.clip(x * rng.uniform(2, 6), -1.0, 1.0)
+    return x
+
+
+def spec_augment(
+    features: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """SpecAugment-style masks: a few time and mel bands set to the utterance's mean."""
+    out = features.copy()
+    fill = float(out.mean())
+    frames, mels = out.shape
+    for _ in range(cfg.spec_time_masks):
+        width = int(rng.integers(0, cfg.spec_time_width + 1))
+        start = int(rng.integers(0, max(1, frames - width)))
+        out[start : start + width, :] = fill
+    for _ in range(cfg.spec_freq_masks):
+        width = int(rng.integers(0, cfg.spec_freq_width + 1))
+        start = int(rng.integers(0, max(1, mels - width)))
+        out[:, start : start + width] = fill
+    return out

@@ -1,0 +1,148 @@
+"""digitd-train: download FSDD, evaluate leave-one-speaker-out, fit and export the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig, quick_config
+from .data import DataError, data_hash, default_data_dir, download, load_fsdd, user_data_dir
+
+log = logging.getLogger("digitd.train")
+
+DEFAULT_THRESHOLD = 0.6  # used only when no LOSO report exists to calibrate from
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=None,
+                        help="FSDD folder (default: ../shared/data/fsdd in a checkout, "
+                             "else the per-user data dir)")
+    parser.add_argument("--reports", type=Path, default=Path("reports"),
+                        help="where loso.json and plots go (default: ./reports)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny subset, few epochs, no TTS: a smoke test in minutes")
+    parser.add_argument("--no-tts", action="store_true", help="train on FSDD only")
+    parser.add_argument("--limit-per-class", type=int, default=None,
+                        help="FSDD takes per digit and speaker (default: all)")
+    parser.add_argument("--cache", type=Path, default=None, help="cache for synthetic voices")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def make_config(args: argparse.Namespace) -> TrainConfig:
+    cfg = quick_config() if args.quick else TrainConfig()
+    cfg.data = args.data
+    for name in ("epochs", "seed", "limit_per_class"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if args.no_tts:
+        cfg.use_tts = False
+    if args.cache:
+        cfg.cache_dir = args.cache
+    return cfg
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    dest = args.dest or user_data_dir()
+    download(dest, url=args.url) if args.url else download(dest)
+    print(dest)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_loso
+
+    cfg = make_config(args)
+    fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate, cfg.limit_per_class)
+    started = time.time()
+    report = run_loso(fsdd, cfg, args.reports, speakers=args.speakers)
+    report_line = (f"LOSO int8 accuracy mean {report['int8_accuracy']['mean']:.2%} worst "
+                   f"{report['int8_accuracy']['worst']:.2%}; float mean "
+                   f"{report['float_accuracy']['mean']:.2%}; int8/float agreement "
+                   f"{report['int8_float_agreement']:.2%}; non-digit rejection "
+                   f"{report['nondigit_rejection_rate_int8']:.2%} at threshold "
+                   f"{report['threshold']:.2f} ({time.time() - started:.0f} s)")
+    for speaker, row in report["per_speaker"].items():
+        print(f"  {speaker:10s} int8 {row['int8_accuracy']:.2%}  float {row['float_accuracy']:.2%}")
+    print(report_line)
+    print(f"wrote {args.reports / 'loso.json'}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .dataset import LABELS, build_corpus, clean_features
+    from .export import to_int8_tflite, write_model
+    from .train import train_model
+
+    cfg = make_config(args)
+    started = time.time()
+    fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate, cfg.limit_per_class)
+    corpus = build_corpus(fsdd, cfg, heldout_words=False)
+    log.info("fit: %s", corpus.summary())
+    model = train_model(corpus, cfg, desc="fit")
+    rng = np.random.default_rng(cfg.seed)
+    picks = rng.permutation(len(fsdd))[: cfg.representative_samples]
+    representative = clean_features([fsdd.waves[i] for i in picks], cfg)
+    tflite = to_int8_tflite(model, representative)
+
+    loso_path = args.reports / "loso.json"
+    loso = json.loads(loso_path.read_text()) if loso_path.is_file() else None
+    if loso:
+        threshold, note = loso["threshold"], "from LOSO: " + loso["threshold_calibration"]
+        loso = {k: loso[k] for k in ("per_speaker", "float_accuracy", "int8_accuracy",
+                                     "int8_float_agreement", "nondigit_rejection_rate_int8",
+                                     "threshold")}
+    else:
+        threshold, note = DEFAULT_THRESHOLD, "default: no LOSO report to calibrate from"
+        log.warning("no %s: rejection threshold left at %.2f", loso_path, threshold)
+    write_model(tflite, args.output, labels=LABELS, features=cfg.features.to_dict(),
+                threshold=threshold, threshold_note=note, train_config=cfg.to_dict(),
+                data_hash=data_hash(fsdd), loso=loso)
+    if args.keras:
+        model.save(args.keras)
+    print(f"wrote {args.output} ({len(tflite)} bytes) in {time.time() - started:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="digitd-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="fetch and verify the pinned FSDD release")
+    p.add_argument("--dest", type=Path, default=None, help=f"default: {user_data_dir()}")
+    p.add_argument("--url", default=None, help="another address of the same release archive")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("evaluate", help="leave-one-speaker-out evaluation")
+    _common(p)
+    p.add_argument("--loso", action="store_true", required=True,
+                   help="leave-one-speaker-out over the FSDD speakers")
+    p.add_argument("--speakers", nargs="+", default=None, help="only these held-out speakers")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("fit", help="train on all speakers and export the int8 model")
+    _common(p)
+    p.add_argument("--output", type=Path, default=Path("models/digitd.tflite"))
+    p.add_argument("--keras", type=Path, default=None, help="also save the float Keras model")
+    p.set_defaults(func=cmd_fit)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"digitd-train: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Every training knob in one place (nanoGPT style): the CLI only overrides fields."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digitd.daemon.features import FeatureConfig
+
+from .augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    data: Path | None = None  # FSDD folder; None: default_data_dir()
+    cache_dir: Path = Path.home() / ".cache" / "digitd"
+    seed: int = 1234
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # model
+    width: int = 64  # channels of the first separable block; the others scale from it
+    dropout: float = 0.25
+    # optimisation
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    # data mix
+    use_tts: bool = True
+    unknown_fraction: float = 0.25  # share of each epoch that is not a digit
+    limit_per_class: int | None = None  # FSDD takes per (digit, speaker); None = all 50
+    representative_samples: int = 300
+    # rejection calibration: largest false-accept rate allowed on held-out non-digit words
+    target_false_accept: float = 0.02
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["data"] = str(self.data) if self.data else None
+        out["cache_dir"] = str(self.cache_dir)
+        return out
+
+
+def quick_config(**overrides: Any) -> TrainConfig:
+    """A few-minute run for CI and smoke tests: small subset, few epochs, no TTS."""
+    cfg = TrainConfig(epochs=4, limit_per_class=6, use_tts=False, width=24,
+                      representative_samples=50)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg

@@ -1,0 +1,98 @@
+"""Keras model -> full-integer int8 TFLite (int8 in, int8 out) + the metadata JSON beside it.
+
+Keras 3 path: model.export() writes a SavedModel, TFLiteConverter.from_saved_model reads it.
+The metadata holds every setting the daemon needs; the daemon has no copies of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitd.daemon.model import metadata_path_for
+
+from .data import FSDD_ATTRIBUTION, FSDD_VERSION
+
+log = logging.getLogger(__name__)
+
+
+def to_int8_tflite(model, representative: np.ndarray) -> bytes:
+    """Quantize with a representative set of real feature arrays, shape (n, frames, mels, 1)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "saved_model"
+        model.export(str(saved), format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def samples():
+            for row in representative:
+                yield [row[np.newaxis].astype(np.float32)]
+
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        return converter.convert()
+
+
+def input_quantization(tflite_model: bytes) -> dict[str, Any]:
+    from digitd.daemon.model import load_interpreter
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as tmp:
+        Path(tmp.name).write_bytes(tflite_model)
+        interpreter = load_interpreter(Path(tmp.name))
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+    return {
+        "input": {"dtype": np.dtype(inp["dtype"]).name, "scale": float(inp["quantization"][0]),
+                  "zero_point": int(inp["quantization"][1]), "shape": [int(s) for s in inp["shape"]]},
+        "output": {"dtype": np.dtype(out["dtype"]).name,
+                   "scale": float(out["quantization"][0]),
+                   "zero_point": int(out["quantization"][1])},
+    }
+
+
+def write_model(
+    tflite_model: bytes,
+    path: Path,
+    *,
+    labels: tuple[str, ...],
+    features: dict[str, Any],
+    threshold: float,
+    threshold_note: str,
+    train_config: dict[str, Any],
+    data_hash: str,
+    loso: dict[str, Any] | None,
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tflite_model)
+    metadata = {
+        "format": "digitd-model/1",
+        "labels": list(labels),
+        "features": features,
+        "quantization": input_quantization(tflite_model),
+        "rejection": {
+            "rule": "reject when the arg-max label is 'unknown' or its probability < threshold",
+            "threshold": threshold,
+            "calibration": threshold_note,
+        },
+        "training": {
+            "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and non-digit words",
+            "data_sha256": data_hash,
+            "config": train_config,
+        },
+        "loso": loso,
+        "license": FSDD_ATTRIBUTION,
+        "size_bytes": len(tflite_model),
+    }
+    metadata_path_for(path).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+    log.info("wrote %s (%d bytes) and its metadata", path, len(tflite_model))
+    return path

@@ -1,0 +1,203 @@
+"""Extra voices made on this machine with local TTS engines, at train time.
+
+FSDD has six adult men. Local engines add women's and other accents' voices for the digits,
+and, more importantly, say the non-digit words the model must learn to reject. Engines:
+espeak-ng (many accents and voice variants), flite, festival (Debian packages) and hibari
+(a neural voice shipped inside its PyPI wheel). Nothing is downloaded. An engine that is not
+installed is skipped with a warning. Results are cached on disk, keyed by the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from digitd.daemon.audio import resample, to_mono
+
+log = logging.getLogger(__name__)
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+# Words that are not digits. Homophones of digits (for, to, too, won, ate) are left out: a
+# user saying them should get the digit. Near neighbours (tree, eleven, forty) stay in, so the
+# model learns that almost-a-digit is not a digit.
+NON_DIGIT_WORDS = (
+    "yes no up down left right on off stop go bed bird cat dog happy house tree wow "
+    "backward forward follow learn visual hello okay light door open close lamp music play "
+    "pause next back home kitchen water coffee morning night today tomorrow please thanks "
+    "sorry help cancel enter delete clear again repeat volume louder alarm timer weather "
+    "phone call message garden window table chair apple orange banana yellow green blue red "
+    "black white purple number letter alpha bravo charlie delta echo hotel kilo lima oscar "
+    "romeo sierra tango victor yankee hundred thousand twenty forty eleven twelve dozen first "
+    "second third computer system start finish maybe never always little big small sad "
+    "mister sister river seventy sixty heaven fine line wine tire hive sticks fix wait "
+    "thirteen teen zebra hero nothing something person brother mother father good bad "
+    "morning evening quiet listen hey what where when why who how"
+).split()
+
+# Held out of training in LOSO folds to measure rejection of words never heard.
+HELDOUT_WORDS = frozenset(
+    "bird house learn lamp coffee delete garden purple kilo twelve finish heaven hive brother "
+    "evening where wow forty".split()
+)
+
+
+@dataclass(frozen=True)
+class Voice:
+    engine: str  # espeak, flite, festival, hibari
+    name: str  # engine-specific voice id
+    speed: float = 1.0  # >1 faster
+    pitch: int = 50  # espeak only, 0-99
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}:{self.name}:{self.speed:.2f}:{self.pitch}"
+
+
+def default_voices(rng_seed: int = 0) -> list[Voice]:
+    """A spread of accents, sexes, pitches and rates across every local engine."""
+    rng = np.random.default_rng(rng_seed)
+    voices = []
+    accents = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
+               "en-gb-x-gbcwmd", "en-029"]
+    variants = ["", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m3", "+m5", "+m7",
+                "+Annie", "+belinda", "+linda", "+aunty", "+edward", "+klatt4"]
+    for accent in accents:
+        for variant in variants:
+            if rng.random() < 0.55:
+                female = variant.startswith("+f") or variant in ("+Annie", "+belinda",
+                                                                 "+linda", "+aunty")
+                pitch = int(rng.integers(45, 90) if female else rng.integers(20, 70))
+                voices.append(Voice("espeak", accent + variant, float(rng.uniform(0.8, 1.2)),
+                                    pitch))
+    for name in ("kal", "kal16", "awb", "rms", "slt"):
+        for speed in (0.85, 1.0, 1.2):
+            voices.append(Voice("flite", name, speed))
+    for name in ("voice_cmu_us_slt_arctic_hts", "voice_kal_diphone", "voice_ked_diphone"):
+        for speed in (0.9, 1.15):
+            voices.append(Voice("festival", name, speed))
+    for speed in (0.8, 0.9, 1.0, 1.1, 1.25):
+        voices.append(Voice("hibari", "heart", speed))
+    return voices
+
+
+def _decode(wav_bytes: bytes, rate: int) -> np.ndarray:
+    samples, file_rate = sf.read(io.BytesIO(wav_bytes), dtype="float32")
+    return resample(to_mono(samples), int(file_rate), rate)
+
+
+def _espeak(voice: Voice, text: str, rate: int) -> np.ndarray:
+    words_per_minute = str(int(160 * voice.speed))
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice.name, "-s", words_per_minute, "-p", str(voice.pitch),
+         "--stdout", text],
+        check=True, capture_output=True, timeout=30,
+    ).stdout
+    return _decode(wav, rate)
+
+
+def _flite(voice: Voice, text: str, rate: int) -> np.ndarray:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(
+            ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.speed:.3f}",
+             "-t", text, "-o", tmp.name],
+            check=True, capture_output=True, timeout=30,
+        )
+        return _decode(Path(tmp.name).read_bytes(), rate)
+
+
+def _festival_batch(voice: Voice, texts: list[str], rate: int) -> list[np.ndarray]:
+    """One festival process per voice: it takes a second to start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [f"({voice.name})",
+                 f"(Parameter.set 'Duration_Stretch {1 / voice.speed:.3f})"]
+        for i, text in enumerate(texts):
+            lines.append(f'(utt.save.wave (SynthText "{text}") "{tmp}/{i}.wav")')
+        script = Path(tmp) / "run.scm"
+        script.write_text("\n".join(lines) + "\n")
+        subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True,
+                       timeout=600)
+        return [_decode((Path(tmp) / f"{i}.wav").read_bytes(), rate) for i in range(len(texts))]
+
+
+def engine_available(engine: str) -> bool:
+    if engine == "hibari":
+        try:
+            import hibari  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    command = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}[engine]
+    return shutil.which(command) is not None
+
+
+def synthesize(
+    voices: list[Voice], texts: list[str], rate: int, cache_dir: Path | None = None
+) -> list[tuple[str, str, np.ndarray]]:
+    """Every text in every available voice -> [(voice key, text, waveform)]."""
+    request = json.dumps([rate, [v.key for v in voices], list(texts)])
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"synth-{hashlib.sha256(request.encode()).hexdigest()[:16]}.npz"
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as loaded:  # each [] re-reads: read once
+                keys, texts_, offsets, audio = (loaded[k] for k in ("keys", "texts", "offsets",
+                                                                     "audio"))
+            audio = audio.astype(np.float64)
+            return [(str(k), str(t), audio[offsets[i] : offsets[i + 1]])
+                    for i, (k, t) in enumerate(zip(keys, texts_, strict=True))]
+    available = {e: engine_available(e) for e in {v.engine for v in voices}}
+    for engine, ok in available.items():
+        if not ok:
+            log.warning("TTS engine %s not installed; its voices are skipped", engine)
+    results: list[tuple[str, str, np.ndarray]] = []
+    jobs = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for voice in voices:
+            if not available[voice.engine]:
+                continue
+            if voice.engine == "festival":
+                jobs.append((voice, texts, pool.submit(_festival_batch, voice, texts, rate)))
+            elif voice.engine in ("espeak", "flite"):
+                fn = _espeak if voice.engine == "espeak" else _flite
+                for text in texts:
+                    jobs.append((voice, [text], pool.submit(lambda f=fn, v=voice, t=text:
+                                                            [f(v, t, rate)])))
+        hibari_voices = [v for v in voices if v.engine == "hibari" and available["hibari"]]
+        if hibari_voices:
+            from hibari import Hibari
+
+            tts = Hibari(threads=1)
+            for voice in hibari_voices:
+                for i, text in enumerate(texts):
+                    audio = tts(text, seed=i, speed=voice.speed)
+                    results.append((voice.key, text, resample(audio, 24000, rate)))
+        for voice, job_texts, future in jobs:
+            try:
+                waves = future.result()
+            except (subprocess.SubprocessError, OSError, sf.LibsndfileError) as exc:
+                log.warning("TTS %s failed: %s", voice.key, exc)
+                continue
+            for text, wave in zip(job_texts, waves, strict=True):
+                results.append((voice.key, text, np.asarray(wave, dtype=np.float64)))
+    results = [r for r in results if r[2].size > 0 and np.max(np.abs(r[2])) > 1e-4]
+    if cache is not None and results:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [r[2].size for r in results])
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array([r[0] for r in results]),
+                 texts=np.array([r[1] for r in results]), offsets=offsets,
+                 audio=np.concatenate([r[2] for r in results]).astype(np.float32))
+        tmp.replace(cache)
+    return results

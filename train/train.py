@@ -1,0 +1,64 @@
+"""Train one model on a corpus. Reads top to bottom: seed, build, compile, loop over epochs.
+
+Each epoch's augmented features are computed in a background thread while the previous
+epoch trains, so the two cores stay busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .config import TrainConfig
+from .dataset import LABELS, Corpus, make_epoch
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
+    import keras
+    from tqdm import tqdm
+
+    from .models import build_model
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout)
+    n_digits = len(corpus.digit_waves)
+    epoch_size = n_digits + int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
+    steps = cfg.epochs * -(-epoch_size // cfg.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, decay_steps=steps, warmup_target=None, alpha=0.02
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],  # keyword: the third positional is loss_weights in Keras 3
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(make_epoch, corpus, cfg, 0)
+        bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
+        for epoch in bar:
+            x, y = upcoming.result()
+            if epoch + 1 < cfg.epochs:
+                upcoming = pool.submit(make_epoch, corpus, cfg, epoch + 1)
+            history = model.fit(
+                x, keras.utils.to_categorical(y, len(LABELS)), batch_size=cfg.batch_size,
+                epochs=1, verbose=0, shuffle=True,
+            )
+            loss, acc = history.history["loss"][-1], history.history["accuracy"][-1]
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
+            log.debug("%s epoch %d loss %.4f acc %.4f", desc, epoch, loss, acc)
+    return model
