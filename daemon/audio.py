@@ -34,10 +34,10 @@ def read_audio(path: str | Path, rate: int) -> np.ndarray:
     mono float32 at `rate`. Raises AudioError with the reason on anything unusable."""
     import soundfile as sf
 
+    if not Path(path).is_file():
+        raise AudioError(f"{path}: no such file")
     try:
         samples, file_rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except FileNotFoundError as exc:
-        raise AudioError(f"{path}: no such file") from exc
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioError(f"{path}: not readable audio ({exc})") from exc
     samples = to_mono(np.asarray(samples))

@@ -63,7 +63,9 @@ def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndar
     return noise / (np.std(noise) + 1e-12)
 
 
-def babble(n: int, pool: list[np.ndarray], rng: np.random.Generator, talkers: int = 5) -> np.ndarray:
+def babble(
+    n: int, pool: list[np.ndarray], rng: np.random.Generator, talkers: int = 5
+) -> np.ndarray:
     """Several other utterances overlapped at random offsets: a room full of voices."""
     out = np.zeros(n)
     for _ in range(talkers):

@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
 from digitd.daemon.audio import AudioError, read_audio
 
 log = logging.getLogger(__name__)

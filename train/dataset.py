@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from digitd.daemon.features import extract
 from digitd.daemon.model import UNKNOWN_LABEL
 
@@ -75,7 +74,9 @@ def tones(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def unknown_waveform(corpus: Corpus, rate: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def unknown_waveform(
+    corpus: Corpus, rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
     """A non-digit example -> (waveform, needs_augment).
 
     Non-digit words, reversed digits (speech-like but no digit), fragments and joins of

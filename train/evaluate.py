@@ -15,13 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from digitd.daemon.model import DigitClassifier, decide
 
 from . import synth
 from .config import TrainConfig
 from .data import SPEAKERS, Utterances
-from .dataset import LABELS, UNKNOWN, Corpus, build_corpus, clean_features, tts_clips, unknown_waveform
+from .dataset import (
+    LABELS,
+    UNKNOWN,
+    Corpus,
+    build_corpus,
+    clean_features,
+    tts_clips,
+    unknown_waveform,
+)
 from .export import to_int8_tflite, write_model
 from .train import train_model
 

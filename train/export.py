@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from digitd.daemon.model import metadata_path_for
 
 from .data import FSDD_ATTRIBUTION, FSDD_VERSION
@@ -51,8 +50,10 @@ def input_quantization(tflite_model: bytes) -> dict[str, Any]:
         inp = interpreter.get_input_details()[0]
         out = interpreter.get_output_details()[0]
     return {
-        "input": {"dtype": np.dtype(inp["dtype"]).name, "scale": float(inp["quantization"][0]),
-                  "zero_point": int(inp["quantization"][1]), "shape": [int(s) for s in inp["shape"]]},
+        "input": {"dtype": np.dtype(inp["dtype"]).name,
+                  "scale": float(inp["quantization"][0]),
+                  "zero_point": int(inp["quantization"][1]),
+                  "shape": [int(s) for s in inp["shape"]]},
         "output": {"dtype": np.dtype(out["dtype"]).name,
                    "scale": float(out["quantization"][0]),
                    "zero_point": int(out["quantization"][1])},
@@ -85,7 +86,8 @@ def write_model(
             "calibration": threshold_note,
         },
         "training": {
-            "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and non-digit words",
+            "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
+                    "non-digit words",
             "data_sha256": data_hash,
             "config": train_config,
         },

@@ -1,0 +1,146 @@
+"""Speech segments from a stream of fixed-size frames, with webrtcvad.
+
+After py-webrtcvad's example: a ring buffer of recent frames decides when speech starts
+(enough voiced frames in it: the trigger ratio), the ring's frames become the pre-roll, and
+the segment ends when enough of the latest frames are unvoiced (the hangover). Segments with
+too little voiced audio (clicks, breaths) are dropped; a segment that reaches the maximum
+length is closed there and marked, so the caller can split or reject it on purpose.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+
+VAD_RATES = (8000, 16000, 32000, 48000)
+VAD_FRAME_MS = (10, 20, 30)
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    aggressiveness: int = 2  # webrtcvad mode 0 (lenient) .. 3 (strict)
+    frame_ms: int = 20
+    trigger_ms: int = 200  # ring used to decide that speech started
+    trigger_ratio: float = 0.6  # share of voiced frames in the ring that starts a segment
+    hangover_ms: int = 160  # trailing audio that must be mostly unvoiced to end a segment
+    release_ratio: float = 0.9  # share of unvoiced frames in the hangover that ends it
+    min_speech_ms: int = 120  # less voiced audio than this is a click or breath: dropped
+    max_segment_ms: int = 1800  # longer is closed here and flagged as too long
+
+    def validate(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"aggressiveness must be 0-3, got {self.aggressiveness}")
+        if self.frame_ms not in VAD_FRAME_MS:
+            raise ValueError(f"frame_ms must be one of {VAD_FRAME_MS}, got {self.frame_ms}")
+        for name in ("trigger_ratio", "release_ratio"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value}")
+        for name in ("trigger_ms", "hangover_ms", "min_speech_ms", "max_segment_ms"):
+            if getattr(self, name) < self.frame_ms:
+                raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
+        if self.max_segment_ms <= self.min_speech_ms:
+            raise ValueError("max_segment_ms must exceed min_speech_ms")
+
+
+@dataclass(frozen=True)
+class Segment:
+    samples: np.ndarray  # float32 mono at the segmenter's rate
+    start: float  # seconds of stream time
+    end: float  # end of the segment, hangover included
+    speech_end: float  # end of the last voiced frame: where the word ended
+    voiced_ms: int
+    truncated: bool  # part of speech that ran past max_segment_ms: not a digit
+
+
+class VadSegmenter:
+    """Feed frames of exactly `frame_samples`; get finished segments back."""
+
+    def __init__(self, rate: int, settings: SegmenterSettings | None = None) -> None:
+        import webrtcvad
+
+        if rate not in VAD_RATES:
+            raise ValueError(f"webrtcvad needs one of {VAD_RATES} Hz, got {rate}")
+        self.settings = settings or SegmenterSettings()
+        self.settings.validate()
+        self.rate = rate
+        self.frame_samples = rate * self.settings.frame_ms // 1000
+        self._vad = webrtcvad.Vad(self.settings.aggressiveness)
+        s = self.settings
+        self._trigger = collections.deque(maxlen=max(1, s.trigger_ms // s.frame_ms))
+        self._release = collections.deque(maxlen=max(1, s.hangover_ms // s.frame_ms))
+        self._max_frames = s.max_segment_ms // s.frame_ms
+        self._frames: list[np.ndarray] = []
+        self._voiced = 0
+        self._start_frame = 0
+        self._position = 0  # frames consumed so far
+        self.triggered = False
+        self._overlong = False  # inside speech that already ran past max_segment_ms
+        self._last_voiced = 0  # frame count at the end of the latest voiced frame
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        return self._vad.is_speech(pcm, self.rate)
+
+    def push(self, frame: np.ndarray) -> Segment | None:
+        if frame.shape != (self.frame_samples,):
+            raise ValueError(f"expected a frame of {self.frame_samples} samples, got {frame.shape}")
+        voiced = self.is_speech(frame)
+        self._position += 1
+        if voiced:
+            self._last_voiced = self._position
+        if not self.triggered:
+            self._trigger.append((frame, voiced))
+            n_voiced = sum(v for _, v in self._trigger)
+            if n_voiced >= self.settings.trigger_ratio * self._trigger.maxlen:
+                self.triggered = True
+                self._frames = [f for f, _ in self._trigger]  # pre-roll
+                self._voiced = n_voiced
+                self._start_frame = self._position - len(self._frames)
+                self._release.clear()
+                self._trigger.clear()
+            return None
+        self._frames.append(frame)
+        self._voiced += voiced
+        self._release.append(voiced)
+        unvoiced = len(self._release) - sum(self._release)
+        if (len(self._release) == self._release.maxlen
+                and unvoiced >= self.settings.release_ratio * self._release.maxlen):
+            return self._close(truncated=self._overlong)
+        if len(self._frames) >= self._max_frames:
+            # Still talking: emit what we have, flagged, and keep listening in the same
+            # utterance so its continuation is flagged too (a monologue is not digits).
+            segment = self._close(truncated=True)
+            self.triggered, self._overlong = True, True
+            self._start_frame = self._position
+            return segment
+        return None
+
+    def flush(self) -> Segment | None:
+        """End of stream: close an open segment."""
+        return self._close(truncated=self._overlong) if self.triggered else None
+
+    def reset(self) -> None:
+        """Forget everything in flight (after a gap in the audio, say)."""
+        self.triggered = self._overlong = False
+        self._frames, self._voiced = [], 0
+        self._trigger.clear()
+        self._release.clear()
+
+    def _close(self, truncated: bool) -> Segment | None:
+        frames, voiced, start = self._frames, self._voiced, self._start_frame
+        self.reset()
+        voiced_ms = voiced * self.settings.frame_ms
+        if voiced_ms < self.settings.min_speech_ms:
+            return None
+        seconds = self.settings.frame_ms / 1000.0
+        return Segment(
+            samples=np.concatenate(frames).astype(np.float32),
+            start=start * seconds,
+            end=(start + len(frames)) * seconds,
+            speech_end=min(self._last_voiced, start + len(frames)) * seconds,
+            voiced_ms=voiced_ms,
+            truncated=truncated,
+        )

@@ -1,0 +1,265 @@
+"""Audio sources: each yields blocks of mono float32 samples at the model's rate.
+
+A source is an iterator of `Block`s; the pipeline does not know which kind it reads.
+  FileSource        a file of any format/rate/channels (libsndfile), in 100 ms blocks
+  RawPcmSource      raw s16le PCM from a binary stream (stdin:
+                    `arecord ... | digitd listen --input -`)
+  MicrophoneSource  a sounddevice input stream, reopened with backoff when the device goes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .audio import read_audio, to_mono
+
+log = logging.getLogger(__name__)
+
+MIC_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
+
+
+@dataclass(frozen=True)
+class Block:
+    samples: np.ndarray  # mono float32 at the model rate
+    arrival: float  # time.monotonic() when the last sample was captured
+    gap: bool = False  # audio was lost before this block (device reopened)
+
+
+class StreamResampler:
+    """Chunked band-limited resampling (libsoxr stream), no-op at equal rates."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._stream = None
+        if rate_in != rate_out:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32",
+                                               quality="HQ")
+
+    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        samples = samples.astype(np.float32, copy=False)
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples, last=last)
+
+
+class FileSource:
+    def __init__(self, path: str, rate: int, block_seconds: float = 0.1) -> None:
+        self.samples = read_audio(path, rate)
+        self.block = max(1, int(rate * block_seconds))
+
+    def __iter__(self) -> Iterator[Block]:
+        for start in range(0, self.samples.size, self.block):
+            yield Block(self.samples[start : start + self.block], time.monotonic())
+
+
+class RawPcmSource:
+    """Signed 16-bit little-endian PCM at `rate` with `channels` interleaved."""
+
+    def __init__(self, stream: BinaryIO, rate: int, model_rate: int, channels: int = 1,
+                 block_seconds: float = 0.02) -> None:
+        self.stream = stream
+        self.channels = channels
+        self.block_bytes = max(1, int(rate * block_seconds)) * 2 * channels
+        self.resample = StreamResampler(rate, model_rate)
+
+    def __iter__(self) -> Iterator[Block]:
+        leftover = b""
+        while True:
+            chunk = self.stream.read(self.block_bytes)
+            if not chunk:
+                break
+            data = leftover + chunk
+            usable = len(data) - len(data) % (2 * self.channels)
+            leftover = data[usable:]
+            pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+            yield Block(self.resample(to_mono(pcm.reshape(-1, self.channels))), time.monotonic())
+        yield Block(self.resample(np.zeros(0, np.float32), last=True), time.monotonic())
+
+
+class DeviceError(Exception):
+    """No usable input device."""
+
+
+def input_devices() -> list[dict[str, Any]]:
+    import sounddevice as sd
+
+    devices = []
+    for index, info in enumerate(sd.query_devices()):
+        if info["max_input_channels"] > 0:
+            devices.append({"index": index, "name": info["name"],
+                            "default_rate": int(info["default_samplerate"]),
+                            "channels": int(info["max_input_channels"])})
+    return devices
+
+
+def describe_devices(devices: list[dict[str, Any]]) -> str:
+    if not devices:
+        return "  (no input devices found)"
+    return "\n".join(f"  {d['index']:>3}  {d['name']}  ({d['default_rate']} Hz, "
+                     f"{d['channels']} ch)" for d in devices)
+
+
+def resolve_device(spec: str | int | None) -> int | None:
+    """An index, or a case-insensitive substring of the name; None: the system default."""
+    if spec is None or spec == "":
+        return None
+    devices = input_devices()
+    if isinstance(spec, int) or str(spec).isdigit():
+        index = int(spec)
+        if any(d["index"] == index for d in devices):
+            return index
+    else:
+        matches = [d for d in devices if str(spec).lower() in d["name"].lower()]
+        if len(matches) == 1:
+            return matches[0]["index"]
+        if len(matches) > 1:
+            raise DeviceError(f"input device {spec!r} is ambiguous; it matches:\n"
+                              + describe_devices(matches))
+    raise DeviceError(f"no input device {spec!r}; available input devices:\n"
+                      + describe_devices(devices))
+
+
+class MicrophoneSource:
+    """A sounddevice input stream. The callback only copies frames into a bounded queue;
+    the consumer thread does the rest. A stream that errors or goes silent (no frames for
+    `stall_seconds`) is closed and reopened with backoff until the device returns."""
+
+    def __init__(self, model_rate: int, device: str | int | None = None,
+                 block_seconds: float = 0.02, queue_seconds: float = 2.0,
+                 stall_seconds: float = 3.0, max_backoff: float = 8.0) -> None:
+        self.model_rate = model_rate
+        self.device_spec = device
+        self.block_seconds = block_seconds
+        self.stall_seconds = stall_seconds
+        self.max_backoff = max_backoff
+        self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(queue_seconds / block_seconds)))
+        self._stop = threading.Event()
+        self._stream = None
+        self.overflows = 0  # PortAudio reported input overflow
+        self.dropped_blocks = 0  # our queue was full: the consumer is starved
+        self.reopens = 0
+        self.description = "no device"
+        self.device = resolve_device(device)  # raises DeviceError with the list
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        item = (indata.copy(), time.monotonic())
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:  # drop the oldest audio, never grow
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            self.dropped_blocks += 1
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(item)
+
+    def _open(self) -> StreamResampler:
+        import sounddevice as sd
+
+        info = sd.query_devices(self.device, "input")
+        channels = 1
+        rates = [self.model_rate, *MIC_RATES, int(info["default_samplerate"])]
+        last_error: Exception | None = None
+        for rate in dict.fromkeys(rates):
+            for ch in dict.fromkeys((1, min(2, int(info["max_input_channels"])))):
+                try:
+                    sd.check_input_settings(device=self.device, samplerate=rate, channels=ch,
+                                            dtype="float32")
+                except Exception as exc:  # PortAudioError or ValueError per backend
+                    last_error = exc
+                    continue
+                channels = ch
+                stream = sd.InputStream(device=self.device, samplerate=rate, channels=channels,
+                                        dtype="float32", blocksize=int(rate * self.block_seconds),
+                                        callback=self._callback)
+                stream.start()
+                self._stream = stream
+                self.description = f"{info['name']} at {rate} Hz, {channels} ch"
+                return StreamResampler(rate, self.model_rate)
+        raise DeviceError(f"{info['name']}: no supported input format ({last_error})")
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.abort(ignore_errors=True)
+                self._stream.close(ignore_errors=True)
+            except Exception as exc:  # the device may be gone already
+                log.debug("closing stream: %s", exc)
+            self._stream = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _reopen_forever(self) -> StreamResampler | None:
+        """Open the device, retrying with backoff; None when stopped."""
+        delay = 0.5
+        logged = False
+        while not self._stop.is_set():
+            try:
+                import sounddevice as sd
+
+                # PortAudio only sees devices that come and go after a re-initialisation.
+                sd._terminate()
+                sd._initialize()
+                self.device = resolve_device(self.device_spec)
+                return self._open()
+            except Exception as exc:
+                if not logged:
+                    log.warning("input device unavailable (%s); retrying with backoff", exc)
+                    logged = True
+                self._stop.wait(delay)
+                delay = min(self.max_backoff, delay * 2)
+        return None
+
+    def __iter__(self) -> Iterator[Block]:
+        resample = self._open()
+        log.info("listening on %s", self.description)
+        gap = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    data, arrival = self._queue.get(timeout=self.stall_seconds)
+                except queue.Empty:
+                    data = None
+                stream_dead = self._stream is None or not self._stream.active
+                if data is None or stream_dead:
+                    if self._stop.is_set():
+                        break
+                    log.warning("input stream %s (%s); reopening",
+                                "stopped" if stream_dead else
+                                f"delivered no audio for {self.stall_seconds:.0f} s",
+                                self.description)
+                    self._close()
+                    resample = self._reopen_forever()
+                    if resample is None:
+                        break
+                    self.reopens += 1
+                    log.info("input device back: listening on %s", self.description)
+                    gap = True
+                    continue
+                yield Block(resample(to_mono(data)), arrival, gap)
+                gap = False
+        finally:
+            self._close()
+            if self.overflows or self.dropped_blocks:
+                log.info("input overflows: %d, blocks dropped under load: %d",
+                         self.overflows, self.dropped_blocks)
+
+
+def stdin_binary() -> BinaryIO:
+    return sys.stdin.buffer

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real FSDD recordings from ../shared beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FSDD = Path(os.environ.get("DIGITD_FSDD", REPO.parent / "shared" / "data" / "fsdd"))
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    if not (FSDD / "recordings").is_dir():
+        pytest.fail(f"FSDD recordings not found at {FSDD} (set DIGITD_FSDD)")
+    return FSDD
+
+
+@pytest.fixture(scope="session")
+def recordings(fsdd_dir: Path) -> Path:
+    return fsdd_dir / "recordings"

@@ -1,0 +1,44 @@
+"""A small, fast end-to-end training run: train on a subset, export int8, load in LiteRT,
+and check the int8 model agrees with the Keras model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.mark.slow
+def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_path):
+    import keras
+    from digitd.daemon.model import DigitClassifier
+    from digitd.train import cli
+    from digitd.train.data import load_fsdd
+
+    out = tmp_path / "m" / "digitd.tflite"
+    keras_path = tmp_path / "m" / "float.keras"
+    code = cli.main(["fit", "--quick", "--epochs", "6", "--limit-per-class", "8",
+                     "--data", str(fsdd_dir), "--reports", str(tmp_path / "reports"),
+                     "--output", str(out), "--keras", str(keras_path)])
+    assert code == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["labels"] == [*map(str, range(10)), "unknown"]
+    assert meta["quantization"]["input"]["dtype"] == "int8"
+    assert meta["quantization"]["output"]["dtype"] == "int8"
+    assert "CC BY-SA 4.0" in meta["license"]
+    assert len(meta["training"]["data_sha256"]) == 64
+
+    classifier = DigitClassifier(out)  # LiteRT, the runtime path
+    model = keras.saving.load_model(keras_path)
+    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=3)
+    from digitd.daemon.features import extract
+
+    feats = np.stack([extract(w, classifier.features) for w in fsdd.waves])
+    float_probs = model.predict(feats[..., None], verbose=0)
+    int8_probs = np.stack([classifier.probabilities(f) for f in feats])
+    agreement = np.mean(np.argmax(float_probs, 1) == np.argmax(int8_probs, 1))
+    assert agreement >= 0.8, f"int8 and float agree on only {agreement:.0%}"
+    assert np.max(np.abs(float_probs - int8_probs)) < 0.25
