@@ -26,7 +26,7 @@ class SegmenterSettings:
     trigger_ratio: float = 0.6  # share of voiced frames in the ring that starts a segment
     hangover_ms: int = 160  # trailing audio that must be mostly unvoiced to end a segment
     release_ratio: float = 0.9  # share of unvoiced frames in the hangover that ends it
-    min_speech_ms: int = 120  # less voiced audio than this is a click or breath: dropped
+    min_speech_ms: int = 100  # less voiced audio is a click: dropped (FSDD digits: >= 140)
     max_segment_ms: int = 1800  # longer is closed here and flagged as too long
 
     def validate(self) -> None:

@@ -151,6 +151,7 @@ class MicrophoneSource:
         self.dropped_blocks = 0  # our queue was full: the consumer is starved
         self.reopens = 0
         self.description = "no device"
+        self._format: tuple[int, int] | None = None  # (rate, channels) that last worked
         self.device = resolve_device(device)  # raises DeviceError with the list
 
     def stop(self) -> None:
@@ -169,29 +170,34 @@ class MicrophoneSource:
             with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(item)
 
+    def _formats(self, info: dict) -> list[tuple[int, int]]:
+        """(rate, channels) to try: the last one that worked, else the model rate first
+        (no resampling), then common rates; mono first, stereo mixed down otherwise."""
+        if self._format is not None:
+            return [self._format]
+        rates = dict.fromkeys([self.model_rate, *MIC_RATES, int(info["default_samplerate"])])
+        channels = dict.fromkeys((1, min(2, int(info["max_input_channels"]))))
+        return [(rate, ch) for rate in rates for ch in channels]
+
     def _open(self) -> StreamResampler:
         import sounddevice as sd
 
         info = sd.query_devices(self.device, "input")
-        channels = 1
-        rates = [self.model_rate, *MIC_RATES, int(info["default_samplerate"])]
         last_error: Exception | None = None
-        for rate in dict.fromkeys(rates):
-            for ch in dict.fromkeys((1, min(2, int(info["max_input_channels"])))):
-                try:
-                    sd.check_input_settings(device=self.device, samplerate=rate, channels=ch,
-                                            dtype="float32")
-                except Exception as exc:  # PortAudioError or ValueError per backend
-                    last_error = exc
-                    continue
-                channels = ch
-                stream = sd.InputStream(device=self.device, samplerate=rate, channels=channels,
-                                        dtype="float32", blocksize=int(rate * self.block_seconds),
-                                        callback=self._callback)
-                stream.start()
-                self._stream = stream
-                self.description = f"{info['name']} at {rate} Hz, {channels} ch"
-                return StreamResampler(rate, self.model_rate)
+        for rate, channels in self._formats(info):
+            try:
+                sd.check_input_settings(device=self.device, samplerate=rate, channels=channels,
+                                        dtype="float32")
+            except Exception as exc:  # PortAudioError or ValueError, depending on the backend
+                last_error = exc
+                continue
+            stream = sd.InputStream(device=self.device, samplerate=rate, channels=channels,
+                                    dtype="float32", blocksize=int(rate * self.block_seconds),
+                                    callback=self._callback)
+            stream.start()
+            self._stream, self._format = stream, (rate, channels)
+            self.description = f"{info['name']} at {rate} Hz, {channels} ch"
+            return StreamResampler(rate, self.model_rate)
         raise DeviceError(f"{info['name']}: no supported input format ({last_error})")
 
     def _close(self) -> None:
@@ -216,7 +222,9 @@ class MicrophoneSource:
                 # PortAudio only sees devices that come and go after a re-initialisation.
                 sd._terminate()
                 sd._initialize()
-                self.device = resolve_device(self.device_spec)
+                device = resolve_device(self.device_spec)
+                if device != self.device:  # another device now: search its formats again
+                    self.device, self._format = device, None
                 return self._open()
             except Exception as exc:
                 if not logged:
@@ -230,6 +238,7 @@ class MicrophoneSource:
         resample = self._open()
         log.info("listening on %s", self.description)
         gap = False
+        reported, last_report = 0, 0.0
         try:
             while not self._stop.is_set():
                 try:
@@ -252,6 +261,11 @@ class MicrophoneSource:
                     log.info("input device back: listening on %s", self.description)
                     gap = True
                     continue
+                if self.overflows + self.dropped_blocks > reported and (
+                        time.monotonic() - last_report > 10.0):
+                    log.warning("audio lost so far: %d input overflows, %d blocks dropped "
+                                "(processing too slow)", self.overflows, self.dropped_blocks)
+                    reported, last_report = self.overflows + self.dropped_blocks, time.monotonic()
                 yield Block(resample(to_mono(data)), arrival, gap)
                 gap = False
         finally:

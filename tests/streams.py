@@ -1,0 +1,43 @@
+"""Build test streams from real FSDD recordings, with the truth of where each digit is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+@dataclass
+class DigitStream:
+    samples: np.ndarray  # float32 at `rate`
+    rate: int
+    digits: list[int]
+    spans: list[tuple[float, float]]  # seconds of each spoken digit
+
+
+def build_stream(recordings: Path, names: list[str], pauses: list[float], rate: int = 8000,
+                 noise: float = 0.001, lead: float = 0.5, seed: int = 0) -> DigitStream:
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros(int(lead * 8000), np.float32)]
+    spans, digits, t = [], [], lead
+    for name, pause in zip(names, pauses, strict=True):
+        wave, file_rate = sf.read(recordings / name, dtype="float32")
+        assert file_rate == 8000
+        spans.append((t, t + wave.size / 8000))
+        digits.append(int(name[0]))
+        parts += [wave, np.zeros(int(pause * 8000), np.float32)]
+        t += (wave.size + int(pause * 8000)) / 8000
+    x = np.concatenate(parts)
+    x = x + (rng.normal(size=x.size) * noise).astype(np.float32)
+    if rate != 8000:
+        import soxr
+
+        x = soxr.resample(x, 8000, rate)
+    return DigitStream(x.astype(np.float32), rate, digits, spans)
+
+
+def write_stream(stream: DigitStream, path: Path) -> Path:
+    sf.write(path, stream.samples, stream.rate, subtype="PCM_16")
+    return path

@@ -1,0 +1,127 @@
+"""The microphone path through a real PortAudio device (PulseAudio null-sink monitor)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from .pulse import PulseServer
+from .streams import build_stream, write_stream
+
+CLI = [sys.executable, "-m", "digitd.daemon.cli"]
+NAMES = ["2_jackson_11.wav", "9_theo_30.wav", "4_nicolas_8.wav", "7_lucas_25.wav",
+         "0_george_12.wav"]
+PAUSES = [0.8, 0.6, 0.9, 0.7, 0.8]
+
+
+@pytest.fixture()
+def pulse(tmp_path):
+    server = PulseServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+class Daemon:
+    """digitd listen as a subprocess, its stdout lines and stderr collected by threads."""
+
+    def __init__(self, env: dict, *args: str) -> None:
+        self.proc = subprocess.Popen([*CLI, "listen", "--format", "jsonl", *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put),
+                         daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append),
+                         daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink) -> None:
+        for line in stream:
+            sink(line)
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.stderr):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} in daemon log:\n" + "".join(self.stderr))
+
+    def digits(self, count: int, timeout: float) -> list[dict]:
+        rows = []
+        deadline = time.monotonic() + timeout
+        while len(rows) < count and time.monotonic() < deadline:
+            try:
+                rows.append(json.loads(self.lines.get(timeout=0.2)))
+            except queue.Empty:
+                continue
+        return rows
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=5)
+
+
+def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings, tmp_path):
+    stream = build_stream(recordings, NAMES, PAUSES, rate=44100)
+    wav = write_stream(stream, tmp_path / "digits.wav")
+    daemon = Daemon(pulse.env, "--device", "pulse")
+    try:
+        daemon.wait_for_log("listening on", timeout=30)
+        pulse.play(wav)
+        rows = daemon.digits(len(NAMES), timeout=10)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    got = [r["digit"] for r in rows]
+    assert got == stream.digits, "".join(daemon.stderr)
+    assert all(0 <= r["latency_ms"] < 1000 and r["end"] > r["start"] for r in rows)
+
+
+def test_listen_recovers_when_the_device_disappears(pulse, recordings, tmp_path):
+    stream = build_stream(recordings, NAMES[:3], PAUSES[:3], rate=16000)
+    wav = write_stream(stream, tmp_path / "digits.wav")
+    daemon = Daemon(pulse.env, "--device", "pulse")
+    try:
+        daemon.wait_for_log("listening on", timeout=30)
+        pulse.play(wav)
+        before = daemon.digits(3, timeout=10)
+        pulse.unload_sink()  # the microphone is pulled out
+        daemon.wait_for_log("reopening", timeout=15)
+        assert daemon.proc.poll() is None, "daemon exited when the device went away"
+        time.sleep(2)
+        pulse.load_sink()  # ... and plugged back in
+        daemon.wait_for_log("input device back", timeout=30)
+        pulse.play(wav)
+        after = daemon.digits(3, timeout=10)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    assert [r["digit"] for r in before] == stream.digits
+    assert [r["digit"] for r in after] == stream.digits, "".join(daemon.stderr)
+    log = "".join(daemon.stderr)
+    assert log.count("input device unavailable") <= 1  # logged once per state change
+
+
+def test_devices_lists_the_pulse_device(pulse):
+    result = subprocess.run([*CLI, "devices", "--format", "jsonl"], env=pulse.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    names = [json.loads(line)["name"] for line in result.stdout.splitlines()]
+    assert "pulse" in names
+
+
+def test_unknown_device_is_a_clear_error_listing_the_devices(pulse):
+    result = subprocess.run([*CLI, "listen", "--device", "no-such-mic"], env=pulse.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no input device 'no-such-mic'" in result.stderr
+    assert "pulse" in result.stderr

@@ -1,0 +1,184 @@
+"""The streaming pipeline on real audio: segmenter, splitting, stdin, EPIPE, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from digitd.daemon.features import FeatureConfig, trim_silence
+from digitd.daemon.model import DigitClassifier
+from digitd.daemon.pipeline import StreamRecognizer, split_on_dips
+from digitd.daemon.segmenter import SegmenterSettings, VadSegmenter
+
+from .streams import build_stream, write_stream
+
+NAMES = ["3_theo_4.wav", "8_nicolas_20.wav", "0_jackson_33.wav", "5_lucas_12.wav",
+         "1_george_40.wav", "9_yweweler_2.wav", "6_theo_9.wav"]
+PAUSES = [0.6, 0.9, 0.4, 1.2, 0.7, 0.5, 0.8]
+CLI = [sys.executable, "-m", "digitd.daemon.cli"]
+
+
+def segments_of(samples: np.ndarray, settings: SegmenterSettings | None = None):
+    seg = VadSegmenter(8000, settings)
+    out = []
+    n = seg.frame_samples
+    for i in range(samples.size // n):
+        s = seg.push(samples[i * n : (i + 1) * n])
+        if s is not None:
+            out.append(s)
+    tail = seg.flush()
+    return out + ([tail] if tail else [])
+
+
+def test_segmenter_finds_each_digit_at_its_place(recordings):
+    stream = build_stream(recordings, NAMES, PAUSES)
+    segments = segments_of(stream.samples)
+    assert len(segments) == len(NAMES)
+    for segment, (start, end) in zip(segments, stream.spans, strict=True):
+        # Each segment's audio covers its word (pre-roll before, hangover after; webrtcvad
+        # may call a trailing fricative unvoiced, the hangover keeps it) and no other word.
+        assert segment.start <= start + 0.1 and segment.end >= end - 0.05
+        assert segment.start > start - 0.45 and segment.end < end + 0.45
+        assert not segment.truncated
+
+
+def test_clicks_make_no_segment_and_breaths_no_digit():
+    rng = np.random.default_rng(5)
+    x = np.zeros(8000 * 4, np.float32)
+    for start in (4000, 12000, 20000):
+        x[start : start + 160] = rng.normal(size=160) * 0.5  # 20 ms clicks
+    assert segments_of(x) == []
+    # A breath can be as long as a short digit for the VAD; the model's rejection handles it.
+    x[26000:26400] = rng.normal(size=400) * 0.02  # a 50 ms breath
+    recognizer = StreamRecognizer(DigitClassifier())
+    events = recognizer.feed(x) + recognizer.finish()
+    assert [e.digit for e in events if e.digit is not None] == []
+
+
+def test_continuous_speech_is_flagged_too_long(recordings):
+    names = NAMES * 2
+    stream = build_stream(recordings, names, [0.0] * len(names), noise=0.0005)
+    segments = segments_of(stream.samples)
+    assert segments and all(s.truncated for s in segments)
+
+
+def test_two_digits_with_a_short_gap_are_split():
+    cfg = FeatureConfig()
+    from digitd.daemon.audio import read_audio
+
+    from tests.conftest import FSDD
+
+    a = read_audio(FSDD / "recordings" / "4_jackson_3.wav", 8000)
+    b = read_audio(FSDD / "recordings" / "2_jackson_9.wav", 8000)
+    joined = np.concatenate([a, np.zeros(480, np.float32), b])
+    if joined.size <= cfg.window_samples:  # make sure the join is longer than the window
+        joined = np.concatenate([a, np.zeros(cfg.window_samples - a.size - b.size + 800), b])
+    parts = split_on_dips(trim_silence(joined.astype(np.float64), cfg), cfg)
+    assert parts is not None and len(parts) == 2
+    hum = np.sin(2 * np.pi * 200 * np.arange(16000) / 8000) * 0.3  # 2 s, no gap at all
+    assert split_on_dips(hum, cfg) is None
+
+
+def test_stream_recognizer_on_a_real_stream(recordings):
+    stream = build_stream(recordings, NAMES, PAUSES)
+    recognizer = StreamRecognizer(DigitClassifier())
+    events = []
+    for start in range(0, stream.samples.size, 333):  # odd block size on purpose
+        events += recognizer.feed(stream.samples[start : start + 333])
+    events += recognizer.finish()
+    digits = [e.digit for e in events]
+    assert len(digits) == len(NAMES)
+    assert sum(d == t for d, t in zip(digits, stream.digits, strict=True)) >= len(NAMES) - 1
+    for event, (_, end) in zip(events, stream.spans, strict=True):
+        assert abs(event.end - end) < 0.3
+
+
+def test_recognize_streams_a_file_with_pauses(tmp_path, recordings):
+    stream = build_stream(recordings, NAMES, PAUSES, rate=44100)
+    path = write_stream(stream, tmp_path / "digits.wav")
+    result = subprocess.run([*CLI, "recognize", "--format", "jsonl", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(r["file"] == str(path) for r in rows)
+    assert len(rows) == len(NAMES)
+    assert sum(r["digit"] == t for r, t in zip(rows, stream.digits, strict=True)) >= 6
+    assert {"digit", "confidence", "start", "end", "latency_ms", "time"} <= set(rows[0])
+
+
+def test_bundled_sample_says_four_two_seven():
+    from importlib import resources
+
+    sample = resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav")
+    result = subprocess.run([*CLI, "recognize", str(sample)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["4", "2", "7"]
+
+
+def test_stdin_pcm_source(recordings):
+    stream = build_stream(recordings, NAMES, PAUSES, rate=16000)
+    pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    result = subprocess.run([*CLI, "listen", "--input", "-", "--rate", "16000"], input=pcm,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    digits = [int(line) for line in result.stdout.decode().split()]
+    assert len(digits) == len(NAMES)
+    assert sum(d == t for d, t in zip(digits, stream.digits, strict=True)) >= 6
+
+
+def test_verbose_shows_rejections_and_default_hides_them(tmp_path):
+    rng = np.random.default_rng(9)
+    import soundfile as sf
+
+    x = np.zeros(8000 * 3, np.float32)
+    x[8000:16000] = rng.normal(size=8000) * 0.2  # a second of hiss: speech-like to a VAD
+    sf.write(tmp_path / "hiss.wav", x, 8000)
+    quiet = subprocess.run([*CLI, "recognize", str(tmp_path / "hiss.wav")], capture_output=True,
+                           text=True, timeout=60)
+    loud = subprocess.run([*CLI, "recognize", "--verbose", "--format", "jsonl",
+                           str(tmp_path / "hiss.wav")], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    rows = [json.loads(line) for line in loud.stdout.splitlines()]
+    assert rows and all(r["digit"] is None for r in rows)
+
+
+def test_closed_stdout_ends_quietly(recordings):
+    stream = build_stream(recordings, NAMES, PAUSES)
+    pcm = (stream.samples * 32767).astype("<i2").tobytes()
+    proc = subprocess.Popen([*CLI, "listen", "--input", "-", "--rate", "8000"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first digit
+    _, err = proc.communicate(pcm, timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_sigterm_stops_within_a_second():
+    proc = subprocess.Popen([*CLI, "listen", "--input", "-", "--rate", "8000"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(b"\x00\x00" * 8000)
+    proc.stdin.flush()
+    time.sleep(3)  # loaded and reading
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=5)
+    assert time.monotonic() - sent < 1.0
+    assert proc.returncode == 0
+    assert b"SIGTERM" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("bad", [["--vad-aggressiveness", "5"], ["--frame-ms", "25"],
+                                 ["--trigger-ratio", "1.5"], ["--hangover-ms", "5"]])
+def test_bad_segmenter_settings_are_clear_errors(bad):
+    result = subprocess.run([*CLI, "listen", "--input", "-", *bad], input="",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "digitd" in result.stderr and "Traceback" not in result.stderr
