@@ -5,6 +5,7 @@
   digitd recognize FILE...           each file streamed through the same VAD pipeline
   digitd recognize --whole FILE...   each file is one utterance
   digitd devices                     list input devices
+  digitd demo                        recognize the bundled sample (no microphone needed)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def segmenter_settings(args: argparse.Namespace) -> SegmenterSettings:
     settings = SegmenterSettings(
         aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms,
         trigger_ms=args.trigger_ms, trigger_ratio=args.trigger_ratio,
+        preroll_ms=args.preroll_ms,
         hangover_ms=args.hangover_ms, release_ratio=args.release_ratio,
         min_speech_ms=args.min_speech_ms, max_segment_ms=args.max_segment_ms,
     )
@@ -146,12 +148,12 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .sources import input_devices
+    from .sources import DeviceError, input_devices
 
     try:
         devices = input_devices()
-    except OSError as exc:  # PortAudio library missing
-        print(f"digitd: cannot list audio devices: {exc}", file=sys.stderr)
+    except DeviceError as exc:
+        print(f"digitd: {exc}", file=sys.stderr)
         return 2
     if args.format == "jsonl":
         for d in devices:
@@ -165,6 +167,17 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Recognize the bundled sample recording: the product working without a microphone."""
+    from importlib import resources
+
+    sample = resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav")
+    print(f"digitd: recognizing the bundled sample {sample} (someone saying 4, 2, 7)",
+          file=sys.stderr)
+    args.files, args.whole, args.verbose = [str(sample)], False, False
+    return cmd_recognize(args)
+
+
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="a .tflite model with its .json metadata beside it (default: shipped)")
@@ -176,8 +189,10 @@ def _segmenter_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vad-aggressiveness", type=int, default=d.aggressiveness, choices=range(4))
     g.add_argument("--frame-ms", type=int, default=d.frame_ms, choices=(10, 20, 30))
     g.add_argument("--trigger-ms", type=int, default=d.trigger_ms,
-                   help="ring of recent frames that decides speech started (pre-roll)")
+                   help="ring of recent frames that decides speech started")
     g.add_argument("--trigger-ratio", type=float, default=d.trigger_ratio)
+    g.add_argument("--preroll-ms", type=int, default=d.preroll_ms,
+                   help="audio kept from before speech was detected")
     g.add_argument("--hangover-ms", type=int, default=d.hangover_ms,
                    help="trailing silence that ends a segment")
     g.add_argument("--release-ratio", type=float, default=d.release_ratio)
@@ -220,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(p)
     _segmenter_args(p)
     p.set_defaults(func=cmd_recognize)
+
+    p = sub.add_parser("demo", help="recognize the bundled sample recording (no microphone)")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    _model_arg(p)
+    _segmenter_args(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("devices", help="list audio input devices")
     p.add_argument("--format", choices=("text", "jsonl"), default="text")

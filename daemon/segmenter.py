@@ -20,11 +20,13 @@ VAD_FRAME_MS = (10, 20, 30)
 
 @dataclass(frozen=True)
 class SegmenterSettings:
-    aggressiveness: int = 2  # webrtcvad mode 0 (lenient) .. 3 (strict)
-    frame_ms: int = 20
+    aggressiveness: int = 2  # webrtcvad mode 0 (lenient) .. 3 (strict; misses quiet voices)
+    frame_ms: int = 10  # webrtcvad's own overhang is counted in frames: short frames end sooner
     trigger_ms: int = 200  # ring used to decide that speech started
     trigger_ratio: float = 0.6  # share of voiced frames in the ring that starts a segment
-    hangover_ms: int = 160  # trailing audio that must be mostly unvoiced to end a segment
+    preroll_ms: int = 300  # audio kept from before the trigger: weak onsets (s, f, th) are
+    # often unvoiced to webrtcvad, and the word must not lose them
+    hangover_ms: int = 100  # trailing audio that must be mostly unvoiced to end a segment
     release_ratio: float = 0.9  # share of unvoiced frames in the hangover that ends it
     min_speech_ms: int = 100  # less voiced audio is a click: dropped (FSDD digits: >= 140)
     max_segment_ms: int = 1800  # longer is closed here and flagged as too long
@@ -38,7 +40,8 @@ class SegmenterSettings:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
-        for name in ("trigger_ms", "hangover_ms", "min_speech_ms", "max_segment_ms"):
+        for name in ("trigger_ms", "preroll_ms", "hangover_ms", "min_speech_ms",
+                     "max_segment_ms"):
             if getattr(self, name) < self.frame_ms:
                 raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
         if self.max_segment_ms <= self.min_speech_ms:
@@ -70,6 +73,7 @@ class VadSegmenter:
         self._vad = webrtcvad.Vad(self.settings.aggressiveness)
         s = self.settings
         self._trigger = collections.deque(maxlen=max(1, s.trigger_ms // s.frame_ms))
+        self._history = collections.deque(maxlen=max(s.preroll_ms, s.trigger_ms) // s.frame_ms)
         self._release = collections.deque(maxlen=max(1, s.hangover_ms // s.frame_ms))
         self._max_frames = s.max_segment_ms // s.frame_ms
         self._frames: list[np.ndarray] = []
@@ -92,15 +96,17 @@ class VadSegmenter:
         if voiced:
             self._last_voiced = self._position
         if not self.triggered:
-            self._trigger.append((frame, voiced))
-            n_voiced = sum(v for _, v in self._trigger)
+            self._trigger.append(voiced)
+            self._history.append(frame)
+            n_voiced = sum(self._trigger)
             if n_voiced >= self.settings.trigger_ratio * self._trigger.maxlen:
                 self.triggered = True
-                self._frames = [f for f, _ in self._trigger]  # pre-roll
+                self._frames = list(self._history)  # pre-roll
                 self._voiced = n_voiced
                 self._start_frame = self._position - len(self._frames)
                 self._release.clear()
                 self._trigger.clear()
+                self._history.clear()
             return None
         self._frames.append(frame)
         self._voiced += voiced
@@ -127,6 +133,7 @@ class VadSegmenter:
         self.triggered = self._overlong = False
         self._frames, self._voiced = [], 0
         self._trigger.clear()
+        self._history.clear()
         self._release.clear()
 
     def _close(self, truncated: bool) -> Segment | None:

@@ -92,8 +92,17 @@ class DeviceError(Exception):
     """No usable input device."""
 
 
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # the PortAudio shared library is missing
+        raise DeviceError(f"PortAudio is not available ({exc}); on Debian/Raspberry Pi OS: "
+                          "sudo apt-get install libportaudio2") from exc
+    return sd
+
+
 def input_devices() -> list[dict[str, Any]]:
-    import sounddevice as sd
+    sd = _sounddevice()
 
     devices = []
     for index, info in enumerate(sd.query_devices()):
@@ -153,6 +162,11 @@ class MicrophoneSource:
         self.description = "no device"
         self._format: tuple[int, int] | None = None  # (rate, channels) that last worked
         self.device = resolve_device(device)  # raises DeviceError with the list
+        try:
+            _sounddevice().query_devices(self.device, "input")
+        except (ValueError, _sounddevice().PortAudioError) as exc:  # no default input
+            raise DeviceError(f"no usable input device ({exc}); available input devices:\n"
+                              + describe_devices(input_devices())) from exc
 
     def stop(self) -> None:
         self._stop.set()

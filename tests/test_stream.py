@@ -61,10 +61,19 @@ def test_clicks_make_no_segment_and_breaths_no_digit():
 
 
 def test_continuous_speech_is_flagged_too_long(recordings):
-    names = NAMES * 2
-    stream = build_stream(recordings, names, [0.0] * len(names), noise=0.0005)
-    segments = segments_of(stream.samples)
+    from digitd.daemon.audio import read_audio
+
+    # Talking without a pause: words overlapped by 150 ms, 4+ s of unbroken speech.
+    x = np.zeros(8000 * 8, np.float32)
+    pos = 4000
+    for name in NAMES * 2:
+        wave = read_audio(recordings / name, 8000)
+        wave = wave / np.max(np.abs(wave)) * 0.3
+        x[pos : pos + wave.size] += wave
+        pos += wave.size - 1200
+    segments = segments_of(x[: pos + 8000])
     assert segments and all(s.truncated for s in segments)
+    assert sum(s.end - s.start for s in segments) > 3.0
 
 
 def test_two_digits_with_a_short_gap_are_split():

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -194,7 +195,7 @@ def synthesize(
     if cache is not None and results:
         cache.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [r[2].size for r in results])
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs: own temp file
         np.savez(tmp, keys=np.array([r[0] for r in results]),
                  texts=np.array([r[1] for r in results]), offsets=offsets,
                  audio=np.concatenate([r[2] for r in results]).astype(np.float32))
