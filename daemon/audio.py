@@ -16,7 +16,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     if samples.ndim == 1:
         return samples
     if samples.ndim == 2:
-        return samples.mean(axis=1)
+        return samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     raise AudioError(f"unexpected sample array shape {samples.shape}")
 
 

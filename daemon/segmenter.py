@@ -58,21 +58,45 @@ class Segment:
     truncated: bool  # part of speech that ran past max_segment_ms: not a digit
 
 
+class WebRtcVad:
+    """webrtcvad's voice detector on 16-bit PCM frames.
+
+    Uses the C core (`_webrtcvad`) directly when present: the package's Python wrapper
+    imports importlib.metadata just to read its version, ~3 MB of RSS on a Pi.
+    """
+
+    def __init__(self, mode: int) -> None:
+        try:
+            import _webrtcvad
+        except ImportError:  # another build: its public wrapper does the same calls
+            import webrtcvad
+
+            self._vad = webrtcvad.Vad(mode)
+            self._process = lambda pcm, rate: self._vad.is_speech(pcm, rate)
+            return
+        self._vad = _webrtcvad.create()
+        _webrtcvad.init(self._vad)
+        _webrtcvad.set_mode(self._vad, mode)
+        self._process = lambda pcm, rate: _webrtcvad.process(self._vad, rate, pcm, len(pcm) // 2)
+
+    def is_speech(self, pcm: bytes, rate: int) -> bool:
+        return bool(self._process(pcm, rate))
+
+
 class VadSegmenter:
     """Feed frames of exactly `frame_samples`; get finished segments back."""
 
     def __init__(self, rate: int, settings: SegmenterSettings | None = None) -> None:
-        import webrtcvad
-
         if rate not in VAD_RATES:
             raise ValueError(f"webrtcvad needs one of {VAD_RATES} Hz, got {rate}")
         self.settings = settings or SegmenterSettings()
         self.settings.validate()
         self.rate = rate
         self.frame_samples = rate * self.settings.frame_ms // 1000
-        self._vad = webrtcvad.Vad(self.settings.aggressiveness)
+        self._vad = WebRtcVad(self.settings.aggressiveness)
         s = self.settings
         self._trigger = collections.deque(maxlen=max(1, s.trigger_ms // s.frame_ms))
+        self._trigger_voiced = 0  # running count of voiced flags in _trigger
         self._history = collections.deque(maxlen=max(s.preroll_ms, s.trigger_ms) // s.frame_ms)
         self._release = collections.deque(maxlen=max(1, s.hangover_ms // s.frame_ms))
         self._max_frames = s.max_segment_ms // s.frame_ms
@@ -96,9 +120,12 @@ class VadSegmenter:
         if voiced:
             self._last_voiced = self._position
         if not self.triggered:
+            if len(self._trigger) == self._trigger.maxlen:
+                self._trigger_voiced -= self._trigger[0]
             self._trigger.append(voiced)
+            self._trigger_voiced += voiced
             self._history.append(frame)
-            n_voiced = sum(self._trigger)
+            n_voiced = self._trigger_voiced
             if n_voiced >= self.settings.trigger_ratio * self._trigger.maxlen:
                 self.triggered = True
                 self._frames = list(self._history)  # pre-roll
@@ -106,6 +133,7 @@ class VadSegmenter:
                 self._start_frame = self._position - len(self._frames)
                 self._release.clear()
                 self._trigger.clear()
+                self._trigger_voiced = 0
                 self._history.clear()
             return None
         self._frames.append(frame)
@@ -133,6 +161,7 @@ class VadSegmenter:
         self.triggered = self._overlong = False
         self._frames, self._voiced = [], 0
         self._trigger.clear()
+        self._trigger_voiced = 0
         self._history.clear()
         self._release.clear()
 

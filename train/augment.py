@@ -17,8 +17,8 @@ class AugmentConfig:
     speed_range: tuple[float, float] = (0.85, 1.35)  # >1 raises pitch and formants (VTLP-like)
     tempo_prob: float = 0.3  # an extra pure-duration change, formants kept
     tempo_range: tuple[float, float] = (0.8, 1.25)
-    noise_prob: float = 0.8
-    snr_db_range: tuple[float, float] = (0.0, 35.0)
+    noise_prob: float = 0.6
+    snr_db_range: tuple[float, float] = (5.0, 40.0)
     reverb_prob: float = 0.35
     rt60_range: tuple[float, float] = (0.1, 0.7)
     eq_prob: float = 0.5  # random microphone/telephone colouring

@@ -19,7 +19,7 @@ class TrainConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # model
-    width: int = 64  # channels of the first separable block; the others scale from it
+    width: int = 96  # channels of the first separable block; the others scale from it
     dropout: float = 0.25
     # optimisation
     epochs: int = 40
