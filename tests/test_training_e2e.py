@@ -42,3 +42,17 @@ def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_pa
     agreement = np.mean(np.argmax(float_probs, 1) == np.argmax(int8_probs, 1))
     assert agreement >= 0.8, f"int8 and float agree on only {agreement:.0%}"
     assert np.max(np.abs(float_probs - int8_probs)) < 0.25
+
+    # A LOSO report made later is attached to the exported model's metadata.
+    reports = tmp_path / "reports"
+    reports.mkdir(exist_ok=True)
+    loso = {"per_speaker": {"theo": {"int8_accuracy": 0.9}}, "float_accuracy": {"mean": 0.9},
+            "int8_accuracy": {"mean": 0.9, "worst": 0.9}, "int8_float_agreement": 1.0,
+            "nondigit_rejection_rate_int8": 0.97, "threshold": 0.55,
+            "threshold_calibration": "test"}
+    (reports / "loso.json").write_text(json.dumps(loso))
+    assert cli.main(["attach-loso", "--reports", str(reports), "--model", str(out)]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["rejection"]["threshold"] == 0.55
+    assert meta["loso"]["int8_accuracy"]["worst"] == 0.9
+    assert DigitClassifier(out).metadata.threshold == 0.55

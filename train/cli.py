@@ -76,6 +76,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def loso_results(reports: Path) -> tuple[float, str, dict | None]:
+    """(threshold, how it was calibrated, LOSO summary) from reports/loso.json."""
+    path = reports / "loso.json"
+    if not path.is_file():
+        log.warning("no %s: rejection threshold left at %.2f", path, DEFAULT_THRESHOLD)
+        return DEFAULT_THRESHOLD, "default: no LOSO report to calibrate from", None
+    loso = json.loads(path.read_text())
+    summary = {k: loso[k] for k in ("per_speaker", "float_accuracy", "int8_accuracy",
+                                    "int8_float_agreement", "nondigit_rejection_rate_int8",
+                                    "threshold")}
+    return loso["threshold"], "from LOSO: " + loso["threshold_calibration"], summary
+
+
+def cmd_attach_loso(args: argparse.Namespace) -> int:
+    """Write the LOSO threshold and results into a model's metadata (when fit ran first)."""
+    from digitd.daemon.model import metadata_path_for
+
+    threshold, note, loso = loso_results(args.reports)
+    if loso is None:
+        raise DataError(f"no LOSO report in {args.reports}: run digitd-train evaluate --loso")
+    meta_path = metadata_path_for(args.model)
+    meta = json.loads(meta_path.read_text())
+    meta["rejection"].update(threshold=threshold, calibration=note)
+    meta["loso"] = loso
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    print(f"{meta_path}: threshold {threshold:.2f}, LOSO int8 mean "
+          f"{loso['int8_accuracy']['mean']:.2%}")
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from .dataset import LABELS, build_corpus, clean_features
     from .export import to_int8_tflite, write_model
@@ -92,16 +122,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     representative = clean_features([fsdd.waves[i] for i in picks], cfg)
     tflite = to_int8_tflite(model, representative)
 
-    loso_path = args.reports / "loso.json"
-    loso = json.loads(loso_path.read_text()) if loso_path.is_file() else None
-    if loso:
-        threshold, note = loso["threshold"], "from LOSO: " + loso["threshold_calibration"]
-        loso = {k: loso[k] for k in ("per_speaker", "float_accuracy", "int8_accuracy",
-                                     "int8_float_agreement", "nondigit_rejection_rate_int8",
-                                     "threshold")}
-    else:
-        threshold, note = DEFAULT_THRESHOLD, "default: no LOSO report to calibrate from"
-        log.warning("no %s: rejection threshold left at %.2f", loso_path, threshold)
+    threshold, note, loso = loso_results(args.reports)
     write_model(tflite, args.output, labels=LABELS, features=cfg.features.to_dict(),
                 threshold=threshold, threshold_note=note, train_config=cfg.to_dict(),
                 data_hash=data_hash(fsdd), loso=loso)
@@ -133,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=Path("models/digitd.tflite"))
     p.add_argument("--keras", type=Path, default=None, help="also save the float Keras model")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("attach-loso", help="put reports/loso.json's threshold and results "
+                                           "into an exported model's metadata")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--model", type=Path, default=Path("models/digitd.tflite"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_attach_loso)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
