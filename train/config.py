@@ -22,7 +22,7 @@ class TrainConfig:
     width: int = 96  # channels of the first separable block; the others scale from it
     dropout: float = 0.25
     # optimisation
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
