@@ -56,3 +56,29 @@ def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_pa
     assert meta["rejection"]["threshold"] == 0.55
     assert meta["loso"]["int8_accuracy"]["worst"] == 0.9
     assert DigitClassifier(out).metadata.threshold == 0.55
+
+
+@pytest.mark.slow
+def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
+    from digitd.train import cli
+
+    reports = tmp_path / "reports"
+    code = cli.main(["evaluate", "--loso", "--quick", "--epochs", "2", "--limit-per-class", "4",
+                     "--speakers", "theo", "george", "--data", str(fsdd_dir),
+                     "--reports", str(reports)])
+    assert code == 0
+    report = json.loads((reports / "loso.json").read_text())
+    assert set(report["per_speaker"]) == {"theo", "george"}
+    for row in report["per_speaker"].values():
+        assert row["files"] == 40  # 4 takes x 10 digits of the held-out speaker
+        assert 0.0 <= row["int8_accuracy"] <= 1.0
+        assert 0.0 <= row["int8_float_agreement"] <= 1.0
+    assert report["int8_accuracy"]["worst"] <= report["int8_accuracy"]["mean"]
+    assert 0.3 <= report["threshold"] <= 0.95
+    matrix = np.array(report["confusion_int8"])
+    assert matrix.shape == (10, 11) and matrix.sum() == 80
+    for name in ("loso_confusion.png", "loso_speakers.png"):
+        assert (reports / name).stat().st_size > 5000
+    # Fold models carry the calibrated threshold.
+    fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
+    assert fold["rejection"]["threshold"] == report["threshold"]
