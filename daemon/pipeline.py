@@ -37,35 +37,44 @@ class Event:
         return out
 
 
-def split_on_dips(x: np.ndarray, cfg: FeatureConfig, min_dip_db: float = 15.0,
-                  depth: int = 0) -> list[np.ndarray] | None:
-    """Utterances in a trimmed segment longer than the model window, split at quiet gaps.
+def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
+                  min_gap_s: float = 0.08, depth: int = 0) -> list[np.ndarray] | None:
+    """Utterances in a trimmed segment longer than the model window.
 
-    Two digits said with almost no pause arrive as one VAD segment; the quietest 50 ms
-    between them splits it. Speech with no such gap is not digits: None (reject it).
+    Two digits said with a short pause can arrive as one VAD segment: split at the longest
+    quiet gap (>= min_gap_s, near the noise floor) between them. Without such a gap, a
+    segment whose speech still fits the window is one word with some noise around it (the
+    crop in fit_window keeps the loudest second); longer gap-free speech is not digits:
+    None, reject it.
     """
     if x.size <= cfg.window_samples:
         return [x]
-    if depth >= 4:
-        return None
     n = cfg.trim_frame
     frames = x[: x.size // n * n].reshape(-1, n)
     energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    smooth = np.convolve(energy, np.ones(5) / 5, mode="same")
-    edge = max(1, int(0.15 * cfg.sample_rate) // n)  # no split inside the first/last 150 ms
-    if smooth.size <= 2 * edge:
-        return None
-    cut = edge + int(np.argmin(smooth[edge:-edge]))
-    if smooth[cut] > energy.max() - min_dip_db:
-        return None
-    parts: list[np.ndarray] = []
-    for half in (x[: cut * n], x[cut * n :]):
-        half = trim_silence(half, cfg)
-        sub = split_on_dips(half, cfg, min_dip_db, depth + 1)
-        if sub is None:
-            return None
-        parts += sub
-    return parts
+    # Speech is gap_db under the peak and 10 dB over the segment's noise floor (its 10th
+    # percentile frame): pre-roll and hangover hiss must not count as words.
+    threshold = max(energy.max() - gap_db, min(np.percentile(energy, 10) + 10.0,
+                                               energy.max() - 6.0))
+    loud = np.flatnonzero(energy >= threshold)
+    first, last = loud[0], loud[-1]
+    # Longest run of quiet frames strictly inside the speech.
+    best_len, best_mid, run = 0, 0, 0
+    for i in range(first, last + 1):
+        run = run + 1 if energy[i] < threshold else 0
+        if run > best_len:
+            best_len, best_mid = run, i - run // 2
+    if best_len * n >= min_gap_s * cfg.sample_rate and depth < 4:
+        parts: list[np.ndarray] = []
+        for half in (x[: best_mid * n], x[best_mid * n :]):
+            sub = split_on_dips(trim_silence(half, cfg), cfg, gap_db, min_gap_s, depth + 1)
+            if sub is None:
+                return None
+            parts += sub
+        return parts
+    if (last - first + 1) * n <= cfg.window_samples:
+        return [x]
+    return None
 
 
 class StreamRecognizer:

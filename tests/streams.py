@@ -41,3 +41,28 @@ def build_stream(recordings: Path, names: list[str], pauses: list[float], rate: 
 def write_stream(stream: DigitStream, path: Path) -> Path:
     sf.write(path, stream.samples, stream.rate, subtype="PCM_16")
     return path
+
+
+def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float = 0.15,
+                ) -> list[str]:
+    """For each (digit, speaker), the first take the shipped model recognizes whole-file
+    with a clear margin over its threshold. Device and streaming tests use these, so they
+    test the audio path, not the model's accuracy (LOSO measures that)."""
+    from digitd.daemon.audio import read_audio
+    from digitd.daemon.features import extract
+    from digitd.daemon.model import DigitClassifier
+
+    classifier = DigitClassifier()
+    names = []
+    for digit, speaker in wanted:
+        for take in range(50):
+            name = f"{digit}_{speaker}_{take}.wav"
+            wave = read_audio(recordings / name, 8000)
+            prediction = classifier.classify(extract(wave, classifier.features))
+            if (prediction.digit == digit
+                    and prediction.confidence >= classifier.metadata.threshold + margin):
+                names.append(name)
+                break
+        else:
+            raise AssertionError(f"no take of {digit} by {speaker} is clearly recognized")
+    return names

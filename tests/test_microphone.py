@@ -12,12 +12,16 @@ import time
 import pytest
 
 from .pulse import PulseServer
-from .streams import build_stream, write_stream
+from .streams import build_stream, clear_takes, write_stream
 
 CLI = [sys.executable, "-m", "digitd.daemon.cli"]
-NAMES = ["2_jackson_11.wav", "9_theo_30.wav", "4_nicolas_8.wav", "7_lucas_25.wav",
-         "0_george_12.wav"]
+WANTED = [(2, "jackson"), (9, "theo"), (4, "nicolas"), (7, "lucas"), (0, "george")]
 PAUSES = [0.8, 0.6, 0.9, 0.7, 0.8]
+
+
+@pytest.fixture(scope="module")
+def names(recordings):
+    return clear_takes(recordings, WANTED)
 
 
 @pytest.fixture()
@@ -70,14 +74,15 @@ class Daemon:
         return self.proc.wait(timeout=5)
 
 
-def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings, tmp_path):
-    stream = build_stream(recordings, NAMES, PAUSES, rate=44100)
+def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings, names,
+                                                              tmp_path):
+    stream = build_stream(recordings, names, PAUSES, rate=44100)
     wav = write_stream(stream, tmp_path / "digits.wav")
     daemon = Daemon(pulse.env, "--device", "pulse")
     try:
         daemon.wait_for_log("listening on", timeout=30)
         pulse.play(wav)
-        rows = daemon.digits(len(NAMES), timeout=10)
+        rows = daemon.digits(len(names), timeout=10)
     finally:
         code = daemon.stop()
     assert code == 0
@@ -86,8 +91,8 @@ def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings,
     assert all(0 <= r["latency_ms"] < 1000 and r["end"] > r["start"] for r in rows)
 
 
-def test_listen_recovers_when_the_device_disappears(pulse, recordings, tmp_path):
-    stream = build_stream(recordings, NAMES[:3], PAUSES[:3], rate=16000)
+def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tmp_path):
+    stream = build_stream(recordings, names[:3], PAUSES[:3], rate=16000)
     wav = write_stream(stream, tmp_path / "digits.wav")
     daemon = Daemon(pulse.env, "--device", "pulse")
     try:
