@@ -57,12 +57,17 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import run_loso
+    from .evaluate import recalibrate, run_loso
 
     cfg = make_config(args)
-    fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate, cfg.limit_per_class)
+    cfg.target_false_accept = args.target_false_accept
     started = time.time()
-    report = run_loso(fsdd, cfg, args.reports, speakers=args.speakers)
+    if args.recalibrate:
+        report = recalibrate(cfg, args.reports)
+    else:
+        fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate,
+                         cfg.limit_per_class)
+        report = run_loso(fsdd, cfg, args.reports, speakers=args.speakers)
     report_line = (f"LOSO int8 accuracy mean {report['int8_accuracy']['mean']:.2%} worst "
                    f"{report['int8_accuracy']['worst']:.2%}; float mean "
                    f"{report['float_accuracy']['mean']:.2%}; int8/float agreement "
@@ -147,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loso", action="store_true", required=True,
                    help="leave-one-speaker-out over the FSDD speakers")
     p.add_argument("--speakers", nargs="+", default=None, help="only these held-out speakers")
+    p.add_argument("--target-false-accept", type=float,
+                   default=TrainConfig.target_false_accept,
+                   help="calibrate the rejection threshold to at most this share of held-out "
+                        "non-digit clips accepted as digits")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="recompute threshold and report from the saved fold predictions")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit", help="train on all speakers and export the int8 model")

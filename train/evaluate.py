@@ -210,15 +210,12 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def run_loso(fsdd: Utterances, cfg: TrainConfig, out_dir: Path,
-             speakers: list[str] | None = None) -> dict[str, Any]:
-    from tqdm import tqdm
+FOLD_ARRAYS = ("truth", "float_probs", "int8_probs", "negative_float", "negative_int8")
 
-    out_dir = Path(out_dir)
-    (out_dir / "loso").mkdir(parents=True, exist_ok=True)
-    speakers = speakers or [s for s in SPEAKERS if s in set(fsdd.speakers)]
-    folds = [run_fold(fsdd, s, cfg, out_dir / "loso", i)
-             for i, s in enumerate(tqdm(speakers, desc="LOSO folds", unit="fold"))]
+
+def report_folds(folds: list[FoldResult], cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Calibrate the threshold on the folds, write it into the fold models, and write
+    loso.json, the raw predictions and the plots."""
     threshold, note = calibrate_threshold(folds, cfg.target_false_accept)
     for f in folds:  # fold models carry the calibrated rule too (the benchmarks use them)
         meta_path = out_dir / "loso" / f"fold-{f.speaker}.json"
@@ -229,8 +226,27 @@ def run_loso(fsdd: Utterances, cfg: TrainConfig, out_dir: Path,
     report["config"] = cfg.to_dict()
     (out_dir / "loso.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     np.savez(out_dir / "loso" / "predictions.npz",
-             **{f"{f.speaker}_{k}": getattr(f, k) for f in folds
-                for k in ("truth", "float_probs", "int8_probs", "negative_float",
-                          "negative_int8")})
+             **{f"{f.speaker}_{k}": getattr(f, k) for f in folds for k in FOLD_ARRAYS})
     plot_report(report, out_dir)
     return report
+
+
+def run_loso(fsdd: Utterances, cfg: TrainConfig, out_dir: Path,
+             speakers: list[str] | None = None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    (out_dir / "loso").mkdir(parents=True, exist_ok=True)
+    speakers = speakers or [s for s in SPEAKERS if s in set(fsdd.speakers)]
+    folds = [run_fold(fsdd, s, cfg, out_dir / "loso", i)
+             for i, s in enumerate(tqdm(speakers, desc="LOSO folds", unit="fold"))]
+    return report_folds(folds, cfg, out_dir)
+
+
+def recalibrate(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Redo calibration and the report from saved fold predictions, without training."""
+    out_dir = Path(out_dir)
+    saved = np.load(out_dir / "loso" / "predictions.npz")
+    speakers = [s for s in SPEAKERS if f"{s}_truth" in saved]
+    folds = [FoldResult(s, *(saved[f"{s}_{k}"] for k in FOLD_ARRAYS)) for s in speakers]
+    return report_folds(folds, cfg, out_dir)
