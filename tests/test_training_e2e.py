@@ -82,3 +82,11 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
     # Fold models carry the calibrated threshold.
     fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
     assert fold["rejection"]["threshold"] == report["threshold"]
+    # Recalibration from the saved predictions, no training: a looser target never needs a
+    # higher threshold.
+    code = cli.main(["evaluate", "--loso", "--recalibrate", "--target-false-accept", "0.5",
+                     "--reports", str(reports)])
+    assert code == 0
+    relaxed = json.loads((reports / "loso.json").read_text())
+    assert relaxed["threshold"] <= report["threshold"]
+    assert relaxed["per_speaker"].keys() == report["per_speaker"].keys()
