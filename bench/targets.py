@@ -171,6 +171,7 @@ def daemon_cost(seconds: float) -> dict:
             if "listening on" in line:
                 ready = time.monotonic() - started
                 break
+        time.sleep(3)  # steady state: stream start-up is not "hearing silence"
         cpu0, _ = proc_stat(proc.pid)
         time.sleep(seconds)  # the null sink's monitor delivers silence
         cpu1, peak = proc_stat(proc.pid)

@@ -82,9 +82,9 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
     # Fold models carry the calibrated threshold.
     fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
     assert fold["rejection"]["threshold"] == report["threshold"]
-    # Recalibration from the saved predictions, no training: a looser target never needs a
-    # higher threshold.
-    code = cli.main(["evaluate", "--loso", "--recalibrate", "--target-false-accept", "0.5",
+    # Recalibration from the saved predictions, no training: when false accepts cost
+    # nothing, the threshold is never higher.
+    code = cli.main(["evaluate", "--loso", "--recalibrate", "--false-accept-cost", "0",
                      "--reports", str(reports)])
     assert code == 0
     relaxed = json.loads((reports / "loso.json").read_text())

@@ -60,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import recalibrate, run_loso
 
     cfg = make_config(args)
-    cfg.target_false_accept = args.target_false_accept
+    cfg.false_accept_cost = args.false_accept_cost
     started = time.time()
     if args.recalibrate:
         report = recalibrate(cfg, args.reports)
@@ -152,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loso", action="store_true", required=True,
                    help="leave-one-speaker-out over the FSDD speakers")
     p.add_argument("--speakers", nargs="+", default=None, help="only these held-out speakers")
-    p.add_argument("--target-false-accept", type=float,
-                   default=TrainConfig.target_false_accept,
-                   help="calibrate the rejection threshold to at most this share of held-out "
-                        "non-digit clips accepted as digits")
+    p.add_argument("--false-accept-cost", type=float, default=TrainConfig.false_accept_cost,
+                   help="threshold calibration: how many missed digits one digit nobody said "
+                        "is worth (default: %(default)s)")
     p.add_argument("--recalibrate", action="store_true",
                    help="recompute threshold and report from the saved fold predictions")
     p.set_defaults(func=cmd_evaluate)

@@ -32,8 +32,8 @@ class TrainConfig:
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     limit_per_class: int | None = None  # FSDD takes per (digit, speaker); None = all 50
     representative_samples: int = 300
-    # rejection calibration: largest false-accept rate allowed on held-out non-digit words
-    target_false_accept: float = 0.02
+    # rejection calibration: a digit nobody said costs this many missed digits
+    false_accept_cost: float = 2.0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
