@@ -30,6 +30,10 @@ class Shutdown(Exception):
     """SIGTERM or SIGINT: stop cleanly."""
 
 
+class SettingsError(Exception):
+    """A command-line setting out of range."""
+
+
 def emit(line: str) -> None:
     """One result line on stdout, flushed at once so a pipe reader sees it now."""
     sys.stdout.write(line + "\n")
@@ -48,7 +52,10 @@ def segmenter_settings(args: argparse.Namespace) -> SegmenterSettings:
         hangover_ms=args.hangover_ms, release_ratio=args.release_ratio,
         min_speech_ms=args.min_speech_ms, max_segment_ms=args.max_segment_ms,
     )
-    settings.validate()
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
     return settings
 
 
@@ -88,6 +95,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from .sources import DeviceError, MicrophoneSource, RawPcmSource, stdin_binary
 
     settings = segmenter_settings(args)
+    if args.rate <= 0 or args.channels <= 0:
+        raise SettingsError("--rate and --channels must be positive")
     classifier = DigitClassifier(args.model)
     recognizer = StreamRecognizer(classifier, settings)
     printer = EventPrinter(args.format, args.verbose)
@@ -256,10 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         return args.func(args)
-    except ValueError as exc:  # bad settings
-        print(f"digitd: {exc}", file=sys.stderr)
-        return 2
-    except ModelError as exc:
+    except (SettingsError, ModelError) as exc:
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
     except Shutdown:

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, quick_config
-from .data import DataError, data_hash, default_data_dir, download, load_fsdd, user_data_dir
+from .data import (
+    FSDD_URL,
+    DataError,
+    data_hash,
+    default_data_dir,
+    download,
+    load_fsdd,
+    user_data_dir,
+)
 
 log = logging.getLogger("digitd.train")
 
@@ -51,7 +59,7 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_download(args: argparse.Namespace) -> int:
     dest = args.dest or user_data_dir()
-    download(dest, url=args.url) if args.url else download(dest)
+    download(dest, url=args.url or FSDD_URL)
     print(dest)
     return 0
 
