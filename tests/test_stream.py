@@ -185,7 +185,8 @@ def test_sigterm_stops_within_a_second():
 
 
 @pytest.mark.parametrize("bad", [["--vad-aggressiveness", "5"], ["--frame-ms", "25"],
-                                 ["--trigger-ratio", "1.5"], ["--hangover-ms", "5"]])
+                                 ["--trigger-ratio", "1.5"], ["--hangover-ms", "5"],
+                                 ["--rate", "0"]])
 def test_bad_segmenter_settings_are_clear_errors(bad):
     result = subprocess.run([*CLI, "listen", "--input", "-", *bad], input="",
                             capture_output=True, text=True, timeout=60)
