@@ -117,6 +117,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
         run_stream(source, recognizer, printer)
     except Shutdown as why:
         log.info("%s: stopping (%d digits recognized)", why, printer.digits)
+    except DeviceError as exc:  # the first open failed; later losses are reopened
+        print(f"digitd: {exc}", file=sys.stderr)
+        return 2
     finally:
         if hasattr(source, "stop"):
             source.stop()

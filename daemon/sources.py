@@ -162,9 +162,10 @@ class MicrophoneSource:
         self.description = "no device"
         self._format: tuple[int, int] | None = None  # (rate, channels) that last worked
         self.device = resolve_device(device)  # raises DeviceError with the list
+        sd = _sounddevice()
         try:
-            _sounddevice().query_devices(self.device, "input")
-        except (ValueError, _sounddevice().PortAudioError) as exc:  # no default input
+            sd.query_devices(self.device, "input")
+        except (ValueError, sd.PortAudioError) as exc:  # no default input
             raise DeviceError(f"no usable input device ({exc}); available input devices:\n"
                               + describe_devices(input_devices())) from exc
 
@@ -205,10 +206,13 @@ class MicrophoneSource:
             except Exception as exc:  # PortAudioError or ValueError, depending on the backend
                 last_error = exc
                 continue
-            stream = sd.InputStream(device=self.device, samplerate=rate, channels=channels,
-                                    dtype="float32", blocksize=int(rate * self.block_seconds),
-                                    callback=self._callback)
-            stream.start()
+            try:
+                stream = sd.InputStream(device=self.device, samplerate=rate, channels=channels,
+                                        dtype="float32", blocksize=int(rate * self.block_seconds),
+                                        callback=self._callback)
+                stream.start()
+            except sd.PortAudioError as exc:  # busy or vanished between check and open
+                raise DeviceError(f"{info['name']}: cannot open input stream ({exc})") from exc
             self._stream, self._format = stream, (rate, channels)
             self.description = f"{info['name']} at {rate} Hz, {channels} ch"
             return StreamResampler(rate, self.model_rate)
