@@ -87,13 +87,7 @@ class StreamRecognizer:
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
         self._frame = self.segmenter.frame_samples
         self._pending = np.zeros(0, dtype=np.float32)
-        self._frame_buffer = np.zeros(self._frame, dtype=np.float32)
         self._last_arrival = time.monotonic()
-        self.samples_seen = 0
-
-    @property
-    def stream_time(self) -> float:
-        return self.samples_seen / self.features.sample_rate
 
     def feed(self, samples: np.ndarray, arrival: float | None = None) -> list[Event]:
         """`arrival`: monotonic time the last of these samples was captured (default now)."""
@@ -106,7 +100,6 @@ class StreamRecognizer:
             if segment is not None:
                 events += self._recognize(segment, behind=(n_frames - 1 - i) * self._frame)
         self._pending = data[n_frames * self._frame :].copy()
-        self.samples_seen += samples.size
         return events
 
     def finish(self) -> list[Event]:

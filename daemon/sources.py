@@ -158,7 +158,6 @@ class MicrophoneSource:
         self._stream = None
         self.overflows = 0  # PortAudio reported input overflow
         self.dropped_blocks = 0  # our queue was full: the consumer is starved
-        self.reopens = 0
         self.description = "no device"
         self._format: tuple[int, int] | None = None  # (rate, channels) that last worked
         self.device = resolve_device(device)  # raises DeviceError with the list
@@ -275,7 +274,6 @@ class MicrophoneSource:
                     resample = self._reopen_forever()
                     if resample is None:
                         break
-                    self.reopens += 1
                     log.info("input device back: listening on %s", self.description)
                     gap = True
                     continue

@@ -170,12 +170,6 @@ class Utterances:
             names=[self.names[i] for i in idx],
         )
 
-    def extend(self, other: Utterances) -> None:
-        self.waves += other.waves
-        self.digits += other.digits
-        self.speakers += other.speakers
-        self.names += other.names
-
 
 def load_fsdd(folder: Path, rate: int, limit_per_class: int | None = None) -> Utterances:
     """Load every well-named, readable recording; skip (warn and count) the rest."""
