@@ -33,6 +33,7 @@ from digitd.daemon.audio import read_audio  # noqa: E402
 from digitd.daemon.features import extract  # noqa: E402
 from digitd.daemon.model import DigitClassifier, default_model_path  # noqa: E402
 from digitd.daemon.pipeline import StreamRecognizer  # noqa: E402
+from digitd.train.augment import coloured_noise  # noqa: E402 (pink noise, as training)
 
 
 def edit_distance(a: list, b: list) -> int:
@@ -42,14 +43,6 @@ def edit_distance(a: list, b: list) -> int:
         for j, y in enumerate(b, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
     return row[-1]
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    spectrum = rng.normal(size=n // 2 + 1) + 1j * rng.normal(size=n // 2 + 1)
-    f = np.arange(n // 2 + 1, dtype=float)
-    f[0] = 1
-    x = np.fft.irfft(spectrum / np.sqrt(f), n)
-    return x / x.std()
 
 
 def stream_for(speaker: str, recordings: Path, count: int, snr_db: float, seed: int):
@@ -70,7 +63,7 @@ def stream_for(speaker: str, recordings: Path, count: int, snr_db: float, seed: 
         ends.append(t + wave.size / 8000)
         t += wave.size / 8000 + int(pause * 8000) / 8000
     x = np.concatenate(parts)
-    noise = pink_noise(x.size, rng) * np.sqrt(np.mean(speech_power) / 10 ** (snr_db / 10))
+    noise = coloured_noise(x.size, 1.0, rng) * np.sqrt(np.mean(speech_power) / 10 ** (snr_db / 10))
     x = 0.3 * (x + noise) / np.max(np.abs(x + noise))
     return x.astype(np.float32), truth, ends
 
