@@ -6,6 +6,10 @@
   digitd recognize --whole FILE...   each file is one utterance
   digitd devices                     list input devices
   digitd demo                        recognize the bundled sample (no microphone needed)
+  digitd config --check | --example  validate the config file / print a commented example
+
+Every option also has a key in the TOML config file (--config PATH, else
+$XDG_CONFIG_HOME/digitd/config.toml, else /etc/digitd/config.toml); options override it.
 """
 
 from __future__ import annotations
@@ -17,21 +21,28 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
+from .config import (
+    DEMO,
+    LISTEN,
+    RECOGNIZE,
+    ConfigError,
+    Settings,
+    add_options,
+    example_config,
+    resolve,
+)
 from .model import DigitClassifier, ModelError
-from .segmenter import SegmenterSettings
+from .mqtt import MqttError
 
 log = logging.getLogger("digitd")
 
 
 class Shutdown(Exception):
     """SIGTERM or SIGINT: stop cleanly."""
-
-
-class SettingsError(Exception):
-    """A command-line setting out of range."""
 
 
 def emit(line: str) -> None:
@@ -42,21 +53,6 @@ def emit(line: str) -> None:
 
 def _on_signal(signum, frame) -> None:
     raise Shutdown(signal.Signals(signum).name)
-
-
-def segmenter_settings(args: argparse.Namespace) -> SegmenterSettings:
-    settings = SegmenterSettings(
-        aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms,
-        trigger_ms=args.trigger_ms, trigger_ratio=args.trigger_ratio,
-        preroll_ms=args.preroll_ms,
-        hangover_ms=args.hangover_ms, release_ratio=args.release_ratio,
-        min_speech_ms=args.min_speech_ms, max_segment_ms=args.max_segment_ms,
-    )
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from exc
-    return settings
 
 
 class EventPrinter:
@@ -82,83 +78,159 @@ class EventPrinter:
                 emit("-" if event.digit is None else str(event.digit))
 
 
-def run_stream(source, recognizer, printer: EventPrinter, file: str | None = None) -> None:
+Sink = Callable[[list, "str | None"], None]
+
+
+def run_stream(source, recognizer, sinks: list[Sink], file: str | None = None,
+               on_block: Callable[[Any], None] | None = None) -> None:
     for block in source:
         if block.gap:
             recognizer.reset()
-        printer(recognizer.feed(block.samples, block.arrival), file)
-    printer(recognizer.finish(), file)
+        events = recognizer.feed(block.samples, block.arrival)
+        for sink in sinks:
+            sink(events, file)
+        if on_block is not None:
+            on_block(block)
+    events = recognizer.finish()
+    for sink in sinks:
+        sink(events, file)
 
 
-def cmd_listen(args: argparse.Namespace) -> int:
+class ServiceState:
+    """The systemd side of the audio loop: READY once audio flows, a watchdog ping from
+    every turn of the loop, STATUS when the device or the digit count changes."""
+
+    def __init__(self, notifier, source, printer: EventPrinter) -> None:
+        self.notifier, self.source, self.printer = notifier, source, printer
+        self._shown: tuple | None = None
+
+    def status(self) -> str:
+        if self.source.lost:
+            return (f"input device lost ({self.source.description}), reopening; "
+                    f"{self.printer.digits} digits so far")
+        return f"listening on {self.source.description}; {self.printer.digits} digits so far"
+
+    def __call__(self, block) -> None:
+        if not self.notifier.ready_sent:
+            if block.samples.size == 0:
+                return
+            self.notifier.ready(self.status())
+            self._shown = (self.source.lost, self.printer.digits)
+        self.notifier.heartbeat()
+        state = (self.source.lost, self.printer.digits)
+        if state != self._shown:
+            self._shown = state
+            self.notifier.status(self.status())
+
+
+def open_publisher(settings: Settings):
+    """The MQTT sink when mqtt.url is set, connected (or connecting), else None."""
+    if not settings["mqtt.url"]:
+        return None
+    from .mqtt import MqttPublisher, MqttSettings
+
+    publisher = MqttPublisher(MqttSettings.from_settings(settings))
+    publisher.start()
+    return publisher
+
+
+def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from .notify import Notifier
     from .pipeline import StreamRecognizer
     from .sources import DeviceError, MicrophoneSource, RawPcmSource, stdin_binary
 
-    settings = segmenter_settings(args)
-    if args.rate <= 0 or args.channels <= 0:
-        raise SettingsError("--rate and --channels must be positive")
-    if not 5 <= args.block_ms <= 200:
-        raise SettingsError("--block-ms must be within 5-200")
-    classifier = DigitClassifier(args.model)
-    recognizer = StreamRecognizer(classifier, settings)
-    printer = EventPrinter(args.format, args.verbose)
+    segmenter = settings.segmenter()
+    classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
+    recognizer = StreamRecognizer(classifier, segmenter)
+    printer = EventPrinter(settings["format"], settings["verbose"])
     rate = classifier.features.sample_rate
-    if args.input == "-":
-        source = RawPcmSource(stdin_binary(), args.rate, rate, args.channels)
-        log.info("reading s16le PCM from stdin at %d Hz, %d ch", args.rate, args.channels)
+    if settings["audio.input"] == "-":
+        source = RawPcmSource(stdin_binary(), settings["audio.rate"], rate,
+                              settings["audio.channels"])
+        log.info("reading s16le PCM from stdin at %d Hz, %d ch", settings["audio.rate"],
+                 settings["audio.channels"])
     else:
         try:
-            source = MicrophoneSource(rate, device=args.device,
-                                      block_seconds=args.block_ms / 1000.0)
+            source = MicrophoneSource(rate, device=settings["audio.device"] or None,
+                                      block_seconds=settings["audio.block_ms"] / 1000.0)
         except DeviceError as exc:
             print(f"digitd: {exc}", file=sys.stderr)
             return 2
+    publisher = open_publisher(settings)
+    sinks: list[Sink] = [printer] + ([publisher] if publisher is not None else [])
+    notifier = Notifier()
     try:
-        run_stream(source, recognizer, printer)
+        run_stream(source, recognizer, sinks, on_block=ServiceState(notifier, source, printer))
     except Shutdown as why:
         log.info("%s: stopping (%d digits recognized)", why, printer.digits)
     except DeviceError as exc:  # the first open failed; later losses are reopened
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
     finally:
+        notifier.stopping(f"stopping; {printer.digits} digits recognized")
         if hasattr(source, "stop"):
             source.stop()
+        if publisher is not None:
+            publisher.close()
+        notifier.close()
     return 0
 
 
-def cmd_recognize(args: argparse.Namespace) -> int:
-    classifier = DigitClassifier(args.model)
-    failed = 0
-    if args.whole:
-        from .recognize import recognize_files
+def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Settings) -> int:
+    from .recognize import recognize_files
 
-        for result in recognize_files(args.files, classifier):
+    failed = 0
+    publisher = open_publisher(settings)
+    try:
+        for result in recognize_files(files, classifier):
             if result.error is not None:
                 failed += 1
                 print(f"digitd: {result.error}", file=sys.stderr)
-            if args.format == "jsonl":
+            if settings["format"] == "jsonl":
                 emit(json.dumps(result.to_json()))
             elif result.prediction is not None:
                 digit = result.prediction.digit
                 emit("-" if digit is None else str(digit))
-        return 1 if failed else 0
+            if publisher is not None and result.prediction is not None and (
+                    result.prediction.digit is not None):
+                from .mqtt import event_time
+
+                publisher.publish({**result.to_json(), "time": event_time(),
+                                   "event_type": str(result.prediction.digit)})
+    finally:
+        if publisher is not None:
+            publisher.close()
+    return 1 if failed else 0
+
+
+def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
+    classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
+    failed = 0
+    if args.whole:
+        return recognize_whole(args.files, classifier, settings)
 
     from .audio import AudioError
     from .pipeline import StreamRecognizer
     from .sources import FileSource
 
-    settings = segmenter_settings(args)
-    printer = EventPrinter(args.format, args.verbose)
-    for path in args.files:
-        try:
-            source = FileSource(path, classifier.features.sample_rate)
-        except AudioError as exc:
-            failed += 1
-            print(f"digitd: {exc}", file=sys.stderr)
-            if args.format == "jsonl":
-                emit(json.dumps({"file": path, "digit": None, "error": str(exc)}))
-            continue
-        run_stream(source, StreamRecognizer(classifier, settings), printer, file=path)
+    segmenter = settings.segmenter()
+    printer = EventPrinter(settings["format"], settings["verbose"])
+    publisher = open_publisher(settings)
+    sinks: list[Sink] = [printer] + ([publisher] if publisher is not None else [])
+    try:
+        for path in args.files:
+            try:
+                source = FileSource(path, classifier.features.sample_rate)
+            except AudioError as exc:
+                failed += 1
+                print(f"digitd: {exc}", file=sys.stderr)
+                if settings["format"] == "jsonl":
+                    emit(json.dumps({"file": path, "digit": None, "error": str(exc)}))
+                continue
+            run_stream(source, StreamRecognizer(classifier, segmenter), sinks, file=path)
+    finally:
+        if publisher is not None:
+            publisher.close()
     return 1 if failed else 0
 
 
@@ -170,7 +242,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     except DeviceError as exc:
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
-    if args.format == "jsonl":
+    if args.list_format == "jsonl":
         for d in devices:
             emit(json.dumps(d))
     elif not devices:
@@ -182,66 +254,33 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Recognize the bundled sample recording: the product working without a microphone."""
     from importlib import resources
 
     sample = resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav")
     print(f"digitd: recognizing the bundled sample {sample} (someone saying 4, 2, 7)",
           file=sys.stderr)
-    args.files, args.whole, args.verbose = [str(sample)], False, False
-    return cmd_recognize(args)
+    args.files, args.whole = [str(sample)], False
+    return cmd_recognize(args, settings)
 
 
-def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, default=None,
-                   help="a .tflite model with its .json metadata beside it (default: shipped)")
-
-
-def _segmenter_args(p: argparse.ArgumentParser) -> None:
-    d = SegmenterSettings()
-    g = p.add_argument_group("segmentation (webrtcvad)")
-    g.add_argument("--vad-aggressiveness", type=int, default=d.aggressiveness, choices=range(4))
-    g.add_argument("--frame-ms", type=int, default=d.frame_ms, choices=(10, 20, 30))
-    g.add_argument("--trigger-ms", type=int, default=d.trigger_ms,
-                   help="ring of recent frames that decides speech started")
-    g.add_argument("--trigger-ratio", type=float, default=d.trigger_ratio)
-    g.add_argument("--preroll-ms", type=int, default=d.preroll_ms,
-                   help="audio kept from before speech was detected")
-    g.add_argument("--hangover-ms", type=int, default=d.hangover_ms,
-                   help="trailing silence that ends a segment")
-    g.add_argument("--release-ratio", type=float, default=d.release_ratio)
-    g.add_argument("--min-speech-ms", type=int, default=d.min_speech_ms,
-                   help="segments with less voiced audio are dropped (clicks, breaths)")
-    g.add_argument("--max-segment-ms", type=int, default=d.max_segment_ms,
-                   help="longer speech is rejected as not a digit")
-
-
-def _output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("text", "jsonl"), default="text")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print rejected segments (digit null, or '-' in text)")
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.example:
+        sys.stdout.write(example_config())
+        return 0
+    sys.stdout.write(settings.to_toml())
+    print(f"digitd: settings OK ({settings.file or 'no config file, defaults'})", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("listen", help="recognize digits from a microphone or stdin")
-    p.add_argument("--device", default=None, help="input device index or name substring")
-    p.add_argument("--block-ms", type=int, default=20,
-                   help="microphone block size: 40 roughly halves the CPU used while "
-                        "listening (1.6%% vs 2.7%% of a core here) and adds ~10 ms latency")
-    p.add_argument("--input", default=None, choices=("-",),
-                   help="'-': read raw s16le PCM from stdin instead of a microphone")
-    p.add_argument("--rate", type=int, default=16000, help="stdin PCM sample rate")
-    p.add_argument("--channels", type=int, default=1, help="stdin PCM channels")
-    _model_arg(p)
-    _output_args(p)
-    _segmenter_args(p)
+    add_options(p, LISTEN)
     p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser("recognize", help="recognize digits in audio files")
@@ -249,32 +288,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole", action="store_true",
                    help="each file is one utterance: trim silence, classify once "
                         "(text: the digit or '-'; jsonl: one object per file)")
-    _model_arg(p)
-    _output_args(p)
-    _segmenter_args(p)
+    add_options(p, RECOGNIZE)
     p.set_defaults(func=cmd_recognize)
 
     p = sub.add_parser("demo", help="recognize the bundled sample recording (no microphone)")
-    p.add_argument("--format", choices=("text", "jsonl"), default="text")
-    _model_arg(p)
-    _segmenter_args(p)
+    add_options(p, DEMO)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("devices", help="list audio input devices")
-    p.add_argument("--format", choices=("text", "jsonl"), default="text")
-    p.set_defaults(func=cmd_devices)
+    p.add_argument("--format", dest="list_format", choices=("text", "jsonl"), default="text")
+    p.set_defaults(func=cmd_devices, settings_free=True)
+
+    p = sub.add_parser("config", help="check the config file, or print an example")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--check", action="store_true",
+                      help="validate the config file and options; print the effective settings")
+    what.add_argument("--example", action="store_true",
+                      help="print a commented example config file")
+    add_options(p, LISTEN)
+    p.set_defaults(func=cmd_config)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    settings = None
+    if not getattr(args, "settings_free", False) and not getattr(args, "example", False):
+        try:
+            settings = resolve(args)
+        except ConfigError as exc:
+            print(f"digitd: {exc}", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=settings["log_level"] if settings else "INFO",
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        return args.func(args)
-    except (SettingsError, ModelError) as exc:
+        if settings is None:
+            return args.func(args) if args.func is cmd_devices else args.func(args, None)
+        return args.func(args, settings)
+    except (ConfigError, ModelError, MqttError) as exc:
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
     except Shutdown:

@@ -1,0 +1,358 @@
+"""Settings: one table of options, read from a TOML file and overridden by the command line.
+
+Every command-line option has a config key (`vad.aggressiveness` is `--vad-aggressiveness`
+and `aggressiveness` in the `[vad]` table). The file is `--config PATH`, else
+`$XDG_CONFIG_HOME/digitd/config.toml` (`~/.config/...`), else `/etc/digitd/config.toml`.
+Precedence: built-in default < file < command line. A bad file (unknown key, wrong type,
+value out of range, broken TOML) stops the program at start with the file, key and reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import textwrap
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .segmenter import SegmenterSettings
+
+LISTEN, RECOGNIZE, DEMO = "listen", "recognize", "demo"
+STREAMING = (LISTEN, RECOGNIZE, DEMO)
+SYSTEM_CONFIG = Path("/etc/digitd/config.toml")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used: names the file (or flag), the key and the reason."""
+
+
+def check_mqtt_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return "must start with mqtt:// or mqtts://"
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        return f"bad port ({exc})"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def check_device_id(value: str) -> str | None:
+    if not value or any(c in value for c in "/+#") or value != value.strip():
+        return "must be non-empty, without '/', '+', '#' or surrounding spaces"
+    return None
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str  # "vad.aggressiveness": TOML table and key
+    flag: str  # "--vad-aggressiveness"
+    kind: type  # int, float, str or bool
+    default: Any
+    help: str
+    commands: tuple[str, ...] = STREAMING  # subcommands that take it on the command line
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    check: Callable[[Any], str | None] | None = None  # a reason when the value is bad
+    example: Any = None  # shown in the example file when the default is None
+
+    @property
+    def dest(self) -> str:
+        return self.key
+
+    def describe_type(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(json.dumps(c) for c in self.choices)
+        name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+        text = name[self.kind]
+        if self.low is not None and self.high is not None:
+            text += f" in {self.low:g}..{self.high:g}"
+        elif self.low is not None:
+            text += f" >= {self.low:g}"
+        return text
+
+    def convert(self, value: Any) -> Any:
+        """The value as this option's type, or ValueError with the reason."""
+        if self.key == "audio.device" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # an index written as a TOML integer
+        ok = (isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool)))
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
+        if (self.low is not None and value < self.low) or (
+                self.high is not None and value > self.high):
+            raise ValueError(f"expected {self.describe_type()}, got {value}")
+        if self.check is not None and (reason := self.check(value)) is not None:
+            raise ValueError(f"{json.dumps(value)} {reason}")
+        return value
+
+
+_SEG = SegmenterSettings()
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "--model", str, "",
+           "a .tflite model with its .json metadata beside it (empty: the shipped model)",
+           example="/opt/digitd/models/digitd.tflite"),
+    Option("format", "--format", str, "text", "output on stdout: one digit per line, or JSON "
+           "lines", choices=("text", "jsonl")),
+    Option("verbose", "--verbose", bool, False,
+           "also print rejected segments (digit null, or '-' in text)"),
+    Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",
+           commands=(LISTEN, RECOGNIZE, DEMO, "devices"),
+           choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    # audio source: listen only
+    Option("audio.device", "--device", str, "", "input device index or name substring "
+           "(empty: the system default)", commands=(LISTEN,), example="USB"),
+    Option("audio.block_ms", "--block-ms", int, 20, "microphone block size in ms: 40 roughly "
+           "halves the CPU used while listening for ~10 ms more latency", commands=(LISTEN,),
+           low=5, high=200),
+    Option("audio.input", "--input", str, "", "'-': read raw s16le PCM from stdin instead of a "
+           "microphone", commands=(LISTEN,), choices=("", "-")),
+    Option("audio.rate", "--rate", int, 16000, "sample rate of stdin PCM", commands=(LISTEN,),
+           low=4000, high=384000),
+    Option("audio.channels", "--channels", int, 1, "channels of stdin PCM", commands=(LISTEN,),
+           low=1, high=32),
+    # segmentation
+    Option("vad.aggressiveness", "--vad-aggressiveness", int, _SEG.aggressiveness,
+           "webrtcvad mode: 0 lenient .. 3 strict (misses quiet voices)", choices=(0, 1, 2, 3)),
+    Option("vad.frame_ms", "--frame-ms", int, _SEG.frame_ms, "VAD frame length",
+           choices=(10, 20, 30)),
+    Option("vad.trigger_ms", "--trigger-ms", int, _SEG.trigger_ms,
+           "ring of recent frames that decides speech started", low=10, high=2000),
+    Option("vad.trigger_ratio", "--trigger-ratio", float, _SEG.trigger_ratio,
+           "share of voiced frames in the ring that starts a segment", low=0.01, high=1.0),
+    Option("vad.preroll_ms", "--preroll-ms", int, _SEG.preroll_ms,
+           "audio kept from before speech was detected", low=10, high=2000),
+    Option("vad.hangover_ms", "--hangover-ms", int, _SEG.hangover_ms,
+           "trailing silence that ends a segment", low=10, high=2000),
+    Option("vad.release_ratio", "--release-ratio", float, _SEG.release_ratio,
+           "share of unvoiced frames in the hangover that ends a segment", low=0.01, high=1.0),
+    Option("vad.min_speech_ms", "--min-speech-ms", int, _SEG.min_speech_ms,
+           "segments with less voiced audio are dropped (clicks, breaths)", low=10, high=5000),
+    Option("vad.max_segment_ms", "--max-segment-ms", int, _SEG.max_segment_ms,
+           "longer speech is rejected as not a digit", low=100, high=60000),
+    # MQTT
+    Option("mqtt.url", "--mqtt", str, "", "publish digits to this broker: "
+           "mqtt://[user:pass@]host[:port] or mqtts://... (empty: no MQTT)",
+           check=lambda v: None if v == "" else check_mqtt_url(v),
+           example="mqtt://digitd:secret@localhost:1883"),
+    Option("mqtt.device_id", "--mqtt-device-id", str, "", "topic part naming this recognizer: "
+           "digitd/<device-id>/digit (empty: the host name)",
+           check=lambda v: None if v == "" else check_device_id(v), example="hallway"),
+    Option("mqtt.topic_prefix", "--mqtt-topic-prefix", str, "digitd", "first topic level",
+           check=check_device_id),
+    Option("mqtt.qos", "--mqtt-qos", int, 1, "MQTT quality of service of digit messages",
+           choices=(0, 1, 2)),
+    Option("mqtt.queue_size", "--mqtt-queue-size", int, 1000, "digits kept while the broker "
+           "is unreachable; beyond this the newest are dropped, counted and logged",
+           low=1, high=1_000_000),
+    Option("mqtt.keepalive", "--mqtt-keepalive", int, 30, "seconds between MQTT pings",
+           low=5, high=3600),
+    Option("mqtt.ca_file", "--mqtt-ca-file", str, "", "mqtts: CA certificate(s) to trust "
+           "(empty: the system's)", example="/etc/ssl/certs/my-ca.pem"),
+    Option("mqtt.cert_file", "--mqtt-cert-file", str, "", "mqtts: client certificate"),
+    Option("mqtt.key_file", "--mqtt-key-file", str, "", "mqtts: client key"),
+    Option("mqtt.tls_insecure", "--mqtt-tls-insecure", bool, False,
+           "mqtts: do not check the broker's host name (self-signed test brokers only)"),
+    Option("mqtt.discovery", "--mqtt-discovery", bool, False,
+           "announce an event entity to Home Assistant (MQTT discovery)"),
+    Option("mqtt.discovery_prefix", "--mqtt-discovery-prefix", str, "homeassistant",
+           "Home Assistant's discovery prefix", check=check_device_id),
+)
+BY_KEY = {option.key: option for option in OPTIONS}
+SECTIONS = ("", "audio", "vad", "mqtt")
+
+
+@dataclass
+class Settings:
+    """Effective settings: key -> value, and where each value came from."""
+
+    values: dict[str, Any]
+    origin: dict[str, str]  # "default", the config file path, or "command line"
+    file: Path | None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def segmenter(self) -> SegmenterSettings:
+        settings = SegmenterSettings(**{k[4:]: v for k, v in self.values.items()
+                                        if k.startswith("vad.")})
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise ConfigError(f"vad settings: {exc}") from exc
+        return settings
+
+    def to_toml(self) -> str:
+        """The effective settings as a config file, each line saying where it came from."""
+        lines = []
+        if self.file is not None:
+            lines.append(f"# effective settings; config file: {self.file}")
+        else:
+            lines.append("# effective settings; no config file found")
+        for section in SECTIONS:
+            if section:
+                lines += ["", f"[{section}]"]
+            for option in OPTIONS:
+                if option.key.rpartition(".")[0] != section:
+                    continue
+                name = option.key.rpartition(".")[2]
+                value = self.values[option.key]
+                origin = self.origin[option.key]
+                if value is None:
+                    lines.append(f"# {name} = (unset)  # {origin}")
+                else:
+                    lines.append(f"{name} = {toml_value(value)}  # {origin}")
+        return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are valid TOML
+
+
+def find_config_file(explicit: Path | None, environ: dict[str, str] | None = None
+                     ) -> Path | None:
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit}: not found")
+        return explicit
+    xdg = env.get("XDG_CONFIG_HOME") or (
+        str(Path(env["HOME"]) / ".config") if env.get("HOME") else "")
+    candidates = ([Path(xdg) / "digitd" / "config.toml"] if xdg else []) + [SYSTEM_CONFIG]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Flat {key: value} from a TOML file, every key known and every value valid."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from exc
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict) and name in SECTIONS:
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    out = {}
+    for key, value in flat.items():
+        option = BY_KEY.get(key)
+        if option is None:
+            hint = difflib.get_close_matches(key, BY_KEY, n=1)
+            where = f"[{key.split('.')[0]}] table" if isinstance(value, dict) else "key"
+            raise ConfigError(f"config file {path}: unknown {where} {key!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        try:
+            out[key] = option.convert(value)
+        except ValueError as exc:
+            raise ConfigError(f"config file {path}: {key}: {exc}") from exc
+    return out
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Every option of `command` as a flag whose default is 'not given' (file or default
+    then decide), plus --config."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default: $XDG_CONFIG_HOME/digitd/config.toml, "
+                             "else /etc/digitd/config.toml)")
+    groups: dict[str, Any] = {}
+    for option in OPTIONS:
+        if command not in option.commands:
+            continue
+        section = option.key.rpartition(".")[0]
+        if section not in groups:
+            groups[section] = parser.add_argument_group(section) if section else parser
+        group = groups[section]
+        help_text = f"{option.help} [{option.key}]".replace("%", "%%")
+        if option.kind is bool:
+            group.add_argument(option.flag, dest=option.dest, default=argparse.SUPPRESS,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(option.flag, dest=option.dest, default=argparse.SUPPRESS,
+                               type=_flag_type(option), metavar=_metavar(option),
+                               help=help_text)
+
+
+def _flag_type(option: Option) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value: Any = text
+        try:
+            if option.kind is int:
+                value = int(text)
+            elif option.kind is float:
+                value = float(text)
+            return option.convert(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    parse.__name__ = option.kind.__name__
+    return parse
+
+
+def _metavar(option: Option) -> str:
+    if option.choices is not None:
+        return "{" + ",".join(str(c) for c in option.choices) + "}"
+    return option.key.rpartition(".")[2].upper()
+
+
+def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, then the config file, then what was given on the command line."""
+    path = find_config_file(getattr(args, "config", None), environ)
+    values = {option.key: option.default for option in OPTIONS}
+    origin = dict.fromkeys(values, "default")
+    if path is not None:
+        from_file = read_config_file(path)
+        values.update(from_file)
+        origin.update(dict.fromkeys(from_file, str(path)))
+    given = {k: v for k, v in vars(args).items() if k in BY_KEY}
+    values.update(given)
+    origin.update(dict.fromkeys(given, "command line"))
+    settings = Settings(values, origin, path)
+    settings.segmenter()  # cross-field checks now, not when the first word arrives
+    return settings
+
+
+def example_config() -> str:
+    """A commented config file: every key, its meaning and its default."""
+    lines = [
+        "# digitd configuration (TOML). Every key is optional; the commented values are the",
+        "# defaults. The command line overrides this file. Looked up at --config PATH, else",
+        "# $XDG_CONFIG_HOME/digitd/config.toml (~/.config/digitd/config.toml), else",
+        "# /etc/digitd/config.toml. Check a file with: digitd config --check --config FILE",
+    ]
+    for section in SECTIONS:
+        if section:
+            lines += ["", f"[{section}]"]
+        for option in OPTIONS:
+            if option.key.rpartition(".")[0] != section:
+                continue
+            name = option.key.rpartition(".")[2]
+            about = f"{option.help} ({option.describe_type()}; {option.flag})"
+            lines += textwrap.wrap(about, 96, initial_indent="# ", subsequent_indent="#   ")
+            if option.default not in (None, ""):
+                lines.append(f"# {name} = {toml_value(option.default)}")
+            elif option.example is not None:
+                lines.append(f"# {name} = {toml_value(option.example)}  # an example; unset by "
+                             "default")
+            else:
+                lines.append(f"# {name} = \"\"")
+    return "\n".join(lines) + "\n"
