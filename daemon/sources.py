@@ -71,6 +71,8 @@ class RawPcmSource:
                  block_seconds: float = 0.02) -> None:
         self.stream = stream
         self.channels = channels
+        self.description = f"stdin (s16le, {rate} Hz, {channels} ch)"
+        self.lost = False
         self.block_bytes = max(1, int(rate * block_seconds)) * 2 * channels
         self.resample = StreamResampler(rate, model_rate)
 
@@ -159,6 +161,7 @@ class MicrophoneSource:
         self.overflows = 0  # PortAudio reported input overflow
         self.dropped_blocks = 0  # our queue was full: the consumer is starved
         self.description = "no device"
+        self.lost = False  # the device went away and is being reopened
         self._format: tuple[int, int] | None = None  # (rate, channels) that last worked
         self.device = resolve_device(device)  # raises DeviceError with the list
         sd = _sounddevice()
@@ -228,8 +231,11 @@ class MicrophoneSource:
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    def _reopen_forever(self) -> StreamResampler | None:
-        """Open the device, retrying with backoff; None when stopped."""
+    def _reopen_forever(self) -> Iterator[Block]:
+        """Open the device, retrying with backoff; returns the resampler, None when stopped.
+
+        Yields an empty gap block about every second while it waits, so the consumer's
+        loop keeps turning (systemd watchdog pings, status) through a long absence."""
         delay = 0.5
         logged = False
         while not self._stop.is_set():
@@ -247,8 +253,11 @@ class MicrophoneSource:
                 if not logged:
                     log.warning("input device unavailable (%s); retrying with backoff", exc)
                     logged = True
-                self._stop.wait(delay)
-                delay = min(self.max_backoff, delay * 2)
+            deadline = time.monotonic() + delay
+            while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                self._stop.wait(min(1.0, left))
+                yield Block(np.zeros(0, np.float32), time.monotonic(), gap=True)
+            delay = min(self.max_backoff, delay * 2)
         return None
 
     def __iter__(self) -> Iterator[Block]:
@@ -271,9 +280,11 @@ class MicrophoneSource:
                                 f"delivered no audio for {self.stall_seconds:.0f} s",
                                 self.description)
                     self._close()
-                    resample = self._reopen_forever()
+                    self.lost = True
+                    resample = yield from self._reopen_forever()
                     if resample is None:
                         break
+                    self.lost = False
                     log.info("input device back: listening on %s", self.description)
                     gap = True
                     continue

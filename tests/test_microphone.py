@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from .notify_socket import NotifySocket
 from .pulse import PulseServer
 from .streams import build_stream, clear_takes, write_stream
 
@@ -94,24 +95,36 @@ def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings,
 def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tmp_path):
     stream = build_stream(recordings, names[:3], PAUSES[:3], rate=16000)
     wav = write_stream(stream, tmp_path / "digits.wav")
-    daemon = Daemon(pulse.env, "--device", "pulse")
+    notify = NotifySocket(path=tmp_path / "notify")
+    daemon = Daemon({**pulse.env, "NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "1000000"},
+                    "--device", "pulse")
     try:
         daemon.wait_for_log("listening on", timeout=30)
+        notify.wait_for("READY=1", timeout=10)
         pulse.play(wav)
         before = daemon.digits(3, timeout=10)
         pulse.unload_sink()  # the microphone is pulled out
         daemon.wait_for_log("reopening", timeout=15)
         assert daemon.proc.poll() is None, "daemon exited when the device went away"
-        time.sleep(2)
+        lost = time.monotonic()
+        time.sleep(3)
+        # A missing device is the daemon's to handle, not systemd's: it says so in its
+        # status and keeps the watchdog fed while it retries (a restart cannot bring the
+        # device back and would end in the unit's start limit).
+        assert any("input device lost" in s for s in notify.lines("STATUS=")), notify.messages
+        assert len(notify.times("WATCHDOG=1", since=lost)) >= 3
         pulse.load_sink()  # ... and plugged back in
         daemon.wait_for_log("input device back", timeout=30)
         pulse.play(wav)
         after = daemon.digits(3, timeout=10)
     finally:
         code = daemon.stop()
+        notify.close()
     assert code == 0
     assert [r["digit"] for r in before] == stream.digits
     assert [r["digit"] for r in after] == stream.digits, "".join(daemon.stderr)
+    assert any(s.startswith("STATUS=listening on") and "3 digits so far" in s
+               for s in notify.lines("STATUS="))
     log = "".join(daemon.stderr)
     assert log.count("input device unavailable") <= 1  # logged once per state change
 

@@ -1,0 +1,249 @@
+"""MQTT sink: each recognized digit as JSON to `<prefix>/<device-id>/digit`, QoS 1.
+
+  <prefix>/<device-id>/digit         {"digit", "confidence", "start", "end", "latency_ms",
+                                      "time", "event_type"} (+ "file" for recognize)
+  <prefix>/<device-id>/availability  "online" / "offline", retained; "offline" is also the
+                                      last will, so a killed daemon is seen as offline
+
+paho-mqtt's network thread reconnects with backoff and keeps unacknowledged QoS 1/2
+messages (ours, published while the broker is down) in a bounded queue, resending them in
+order after the reconnection; a full queue drops the new digit, counted and logged. With
+`discovery`, a Home Assistant event entity is announced (retained), with event types "0".."9",
+so automations can trigger on "digit 4".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from digitd import __version__
+
+log = logging.getLogger(__name__)
+
+
+class MqttError(Exception):
+    """The broker cannot be used: bad URL, bad credentials, TLS files, paho missing."""
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    url: str
+    device_id: str = ""
+    topic_prefix: str = "digitd"
+    qos: int = 1
+    queue_size: int = 1000
+    keepalive: int = 30
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MqttSettings:
+        return cls(**{key[5:]: settings[key] for key in settings.values
+                      if key.startswith("mqtt.")})
+
+
+def default_device_id() -> str:
+    name = socket.gethostname().split(".")[0] or "digitd"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+class MqttPublisher:
+    """Publishes digits; `start()` connects, `close()` flushes and says offline."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        try:
+            import paho.mqtt.client as paho
+        except ImportError as exc:
+            raise MqttError("MQTT needs paho-mqtt 2: pip install 'digitd[mqtt]'") from exc
+        self.settings = settings
+        parts = urlsplit(settings.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise MqttError(f"bad MQTT URL {self.redacted_url()!r}: expected "
+                            "mqtt://[user:pass@]host[:port] or mqtts://...")
+        self.host = parts.hostname
+        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self.device_id = settings.device_id or default_device_id()
+        base = f"{settings.topic_prefix}/{self.device_id}"
+        self.digit_topic = f"{base}/digit"
+        self.availability_topic = f"{base}/availability"
+
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                                   client_id=f"digitd-{self.device_id}-{os.getpid()}",
+                                   protocol=paho.MQTTv311)
+        if parts.username is not None:
+            self._client.username_pw_set(unquote(parts.username),
+                                         unquote(parts.password or "") or None)
+        if parts.scheme == "mqtts":
+            self._configure_tls()
+        self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        self._client.max_queued_messages_set(settings.queue_size)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()  # published, not yet acknowledged by the broker
+        self._acked_early: set[int] = set()  # acknowledged before publish() returned
+        self._first_result = threading.Event()
+        self._refused: str | None = None
+        self.connected = False
+        self.published = 0
+        self.dropped = 0
+
+    def redacted_url(self) -> str:
+        parts = urlsplit(self.settings.url)
+        if parts.password is None:
+            return self.settings.url
+        return self.settings.url.replace(f":{parts.password}@", ":***@", 1)
+
+    def _configure_tls(self) -> None:
+        import ssl
+
+        s = self.settings
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(s, name)
+            if path and not os.path.isfile(path):
+                raise MqttError(f"mqtt.{name}: no such file {path}")
+        try:
+            self._client.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None,
+                                 keyfile=s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise MqttError(f"TLS settings unusable: {exc}") from exc
+        self._client.tls_insecure_set(s.tls_insecure)
+
+    # paho callbacks, on its network thread
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            log.error("MQTT broker %s:%d refused the connection: %s", self.host, self.port,
+                      reason_code)
+            self._first_result.set()
+            return
+        self.connected = True
+        with self._lock:
+            queued = len(self._pending)
+        log.info("MQTT connected to %s:%d; publishing to %s%s", self.host, self.port,
+                 self.digit_topic, f" ({queued} queued digits to deliver)" if queued else "")
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        if self.settings.discovery:
+            client.publish(self.discovery_topic(), json.dumps(self.discovery_config()),
+                           qos=1, retain=True)
+        self._first_result.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected:
+            log.warning("MQTT connection to %s:%d lost (%s); reconnecting, digits are queued",
+                        self.host, self.port, reason_code)
+        self.connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+            else:
+                self._acked_early.add(mid)
+
+    def start(self, wait_seconds: float = 3.0) -> None:
+        """Connect in the background; a refusal (bad credentials) within `wait_seconds` is
+        an error, an unreachable broker only a warning: digits queue until it is back."""
+        try:
+            self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive)
+        except (OSError, ValueError) as exc:
+            raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
+        self._client.loop_start()
+        self._first_result.wait(wait_seconds)
+        if self._refused is not None:
+            self._client.loop_stop()
+            raise MqttError(f"MQTT broker {self.host}:{self.port} refused the connection: "
+                            f"{self._refused} (check the user and password in mqtt.url)")
+        if not self.connected:
+            log.warning("MQTT broker %s:%d not reachable yet; retrying with backoff, up to %d "
+                        "digits are queued meanwhile", self.host, self.port,
+                        self.settings.queue_size)
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        import paho.mqtt.client as paho
+
+        info = self._client.publish(self.digit_topic, json.dumps(payload),
+                                    qos=self.settings.qos)
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            self.dropped += 1
+            log.warning("MQTT queue full (%d digits waiting for the broker): dropped digit %s "
+                        "(%d dropped so far)", self.settings.queue_size, payload.get("digit"),
+                        self.dropped)
+            return
+        self.published += 1
+        with self._lock:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+            else:
+                self._pending.add(info.mid)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def __call__(self, events, file: str | None = None) -> None:
+        for event in events:
+            if event.digit is None:
+                continue
+            payload = event.to_json()
+            payload["time"] = event_time()
+            if file is not None:
+                payload = {"file": file, **payload}
+            payload["event_type"] = str(event.digit)
+            self.publish(payload)
+
+    def close(self, flush_seconds: float = 5.0) -> None:
+        """Wait for queued digits to be acknowledged, say offline, disconnect."""
+        deadline = time.monotonic() + flush_seconds
+        while self.pending and self.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.pending:
+            log.warning("MQTT: %d digit(s) not delivered (broker %s)", self.pending,
+                        "unreachable" if not self.connected else "slow to acknowledge")
+        if self.connected:
+            info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not sent: will says offline
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def discovery_topic(self) -> str:
+        return f"{self.settings.discovery_prefix}/event/{self.device_id}/digit/config"
+
+    def discovery_config(self) -> dict[str, Any]:
+        return {
+            "name": "Spoken digit",
+            "unique_id": f"digitd_{self.device_id}_digit",
+            "state_topic": self.digit_topic,
+            "event_types": [str(d) for d in range(10)],
+            "availability_topic": self.availability_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "qos": self.settings.qos,
+            "icon": "mdi:numeric",
+            "device": {"identifiers": [f"digitd_{self.device_id}"],
+                       "name": f"digitd {self.device_id}", "manufacturer": "digitd",
+                       "model": "offline spoken-digit recognizer", "sw_version": __version__},
+        }
+
+
+def event_time() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
