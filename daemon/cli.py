@@ -198,8 +198,8 @@ def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Set
                 publisher.publish({**result.to_json(), "time": event_time(),
                                    "event_type": str(result.prediction.digit)})
     finally:
-        if publisher is not None:
-            publisher.close()
+        if publisher is not None and publisher.close():
+            failed += 1  # digits printed but not delivered: a script should know
     return 1 if failed else 0
 
 
@@ -229,8 +229,8 @@ def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             run_stream(source, StreamRecognizer(classifier, segmenter), sinks, file=path)
     finally:
-        if publisher is not None:
-            publisher.close()
+        if publisher is not None and publisher.close():
+            failed += 1  # digits printed but not delivered: a script should know
     return 1 if failed else 0
 
 

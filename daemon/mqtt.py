@@ -100,6 +100,7 @@ class MqttPublisher:
         self._first_result = threading.Event()
         self._refused: str | None = None
         self.connected = False
+        self._closing = False
         self.published = 0
         self.dropped = 0
 
@@ -144,7 +145,7 @@ class MqttPublisher:
         self._first_result.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected:
+        if self.connected and not self._closing:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting, digits are queued",
                         self.host, self.port, reason_code)
         self.connected = False
@@ -208,8 +209,9 @@ class MqttPublisher:
             payload["event_type"] = str(event.digit)
             self.publish(payload)
 
-    def close(self, flush_seconds: float = 5.0) -> None:
-        """Wait for queued digits to be acknowledged, say offline, disconnect."""
+    def close(self, flush_seconds: float = 5.0) -> int:
+        """Wait for queued digits to be acknowledged, say offline, disconnect.
+        Returns how many digits were not delivered (dropped or never acknowledged)."""
         deadline = time.monotonic() + flush_seconds
         while self.pending and self.connected and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -220,8 +222,11 @@ class MqttPublisher:
             info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not sent: will says offline
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        undelivered = self.pending + self.dropped
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
+        return undelivered
 
     def discovery_topic(self) -> str:
         return f"{self.settings.discovery_prefix}/event/{self.device_id}/digit/config"

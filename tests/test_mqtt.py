@@ -1,0 +1,196 @@
+"""MQTT against a real Mosquitto broker on loopback: payload, outage, credentials, last will."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from .mosquitto import Mosquitto, Subscriber, free_port
+from .streams import build_stream, clear_takes
+
+CLI = [sys.executable, "-m", "digitd.daemon.cli"]
+SAMPLE = str(resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav"))
+PAYLOAD_KEYS = {"file", "digit", "confidence", "start", "end", "latency_ms", "time",
+                "event_type"}
+
+
+@pytest.fixture()
+def broker(tmp_path):
+    server = Mosquitto(tmp_path / "broker").start()
+    yield server
+    server.stop()
+
+
+def pcm(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+class Listener:
+    """digitd listen --input - with MQTT, stdout lines collected by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*CLI, "listen", "--input", "-", "--rate", "8000",
+                                      "--format", "jsonl", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put),
+                         daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append),
+                         daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink) -> None:
+        for line in stream:
+            sink(line.decode())
+
+    def say(self, samples: np.ndarray) -> None:
+        self.proc.stdin.write(pcm(samples))
+        self.proc.stdin.flush()
+
+    def digits(self, count: int, timeout: float) -> list[int]:
+        got: list[int] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            try:
+                got.append(json.loads(self.lines.get(timeout=0.1))["digit"])
+            except queue.Empty:
+                continue
+        return got
+
+    def log(self) -> str:
+        return "".join(self.stderr)
+
+
+def test_recognize_publishes_each_digit_with_the_documented_payload(broker):
+    sub = Subscriber(broker, topic="#")
+    try:
+        done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", broker.url(),
+                               "--mqtt-device-id", "hall", "--mqtt-discovery"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["4", "2", "7"]
+        messages = sub.wait("hall/digit", 3, timeout=10)
+        availability = sub.wait("hall/availability", 2, timeout=5)
+        discovery = sub.wait("homeassistant/event/hall/digit/config", 1, timeout=5)
+    finally:
+        sub.close()
+    assert [m.topic for m in messages] == ["digitd/hall/digit"] * 3
+    payloads = [json.loads(m.payload) for m in messages]
+    assert [p["digit"] for p in payloads] == [4, 2, 7]
+    assert all(set(p) == PAYLOAD_KEYS for p in payloads), payloads
+    assert all(p["event_type"] == str(p["digit"]) and p["file"] == SAMPLE for p in payloads)
+    assert all(m.qos == 1 for m in messages)
+    assert [m.payload for m in availability] == [b"online", b"offline"]
+    config = json.loads(discovery[0].payload)
+    assert config["state_topic"] == "digitd/hall/digit"
+    assert config["event_types"] == [str(d) for d in range(10)]
+    assert config["availability_topic"] == "digitd/hall/availability"
+    # retained: whoever subscribes later learns the device is offline and how to show it
+    late = Subscriber(broker, topic="#")
+    try:
+        time.sleep(0.5)
+        retained = {m.topic: m.payload for m in late.messages if m.retain}
+    finally:
+        late.close()
+    assert retained["digitd/hall/availability"] == b"offline"
+    assert "homeassistant/event/hall/digit/config" in retained
+
+
+def test_broker_outage_mid_stream_loses_no_digit(broker, recordings):
+    names = clear_takes(recordings, [(2, "jackson"), (9, "theo"), (4, "nicolas"),
+                                     (7, "lucas"), (0, "george")])
+    parts = [build_stream(recordings, names[i:j], [0.8] * (j - i), seed=i)
+             for i, j in ((0, 2), (2, 4), (4, 5))]
+    sub = Subscriber(broker)
+    daemon = Listener("--mqtt", broker.url(), "--mqtt-device-id", "door")
+    try:
+        daemon.say(parts[0].samples)
+        assert daemon.digits(2, timeout=20) == [2, 9], daemon.log()
+        assert len(sub.wait("door/digit", 2, timeout=10)) == 2, daemon.log()
+
+        broker.stop()  # the broker goes down mid-stream ...
+        daemon.say(parts[1].samples)
+        assert daemon.digits(2, timeout=20) == [4, 7]  # ... digits are still recognized
+        time.sleep(1.0)
+        broker.start()  # ... and it comes back
+        daemon.say(parts[2].samples)
+        assert daemon.digits(1, timeout=20) == [0]
+        delivered = sub.wait("door/digit", 5, timeout=45)
+        daemon.proc.stdin.close()
+        assert daemon.proc.wait(timeout=15) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+        sub.close()
+    assert [json.loads(m.payload)["digit"] for m in delivered] == [2, 9, 4, 7, 0], (
+        daemon.log())
+    log = daemon.log()
+    assert "MQTT connection to" in log and "lost" in log
+    assert log.count("lost (") == 1  # logged once per state change, not per retry
+
+
+def test_wrong_password_is_a_clear_error(tmp_path):
+    broker = Mosquitto(tmp_path / "auth", users={"digitd": "right-secret"}).start()
+    try:
+        done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt",
+                               broker.url("digitd:wrong-secret")],
+                              capture_output=True, text=True, timeout=60)
+        ok = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt",
+                             broker.url("digitd:right-secret")],
+                            capture_output=True, text=True, timeout=60)
+    finally:
+        broker.stop()
+    assert done.returncode == 2
+    assert "refused the connection" in done.stderr
+    assert "Not authorized" in done.stderr or "Bad user name or password" in done.stderr
+    assert "check the user and password" in done.stderr
+    assert "wrong-secret" not in done.stderr
+    assert done.stdout == ""  # stopped at start, before recognizing anything
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_last_will_says_offline_when_the_daemon_is_killed(broker):
+    sub = Subscriber(broker)
+    daemon = Listener("--mqtt", broker.url(), "--mqtt-device-id", "kitchen")
+    try:
+        daemon.say(np.zeros(8000))
+        online = sub.wait("kitchen/availability", 1, timeout=20)
+        assert [m.payload for m in online] == [b"online"], daemon.log()
+        daemon.proc.send_signal(signal.SIGKILL)
+        daemon.proc.wait(timeout=5)
+        messages = sub.wait("kitchen/availability", 2, timeout=10)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+        sub.close()
+    assert [m.payload for m in messages] == [b"online", b"offline"]
+
+
+def test_unreachable_broker_and_full_queue_are_reported_not_fatal():
+    port = free_port()  # nothing listens here
+    done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", f"mqtt://127.0.0.1:{port}",
+                           "--mqtt-queue-size", "2"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["4", "2", "7"]  # stdout still gets every digit
+    assert "not reachable yet" in done.stderr
+    assert "MQTT queue full" in done.stderr and "dropped digit 7" in done.stderr
+    assert "2 digit(s) not delivered" in done.stderr
+    assert done.returncode == 1  # a script learns that delivery failed
+
+
+def test_missing_tls_file_is_a_clear_error(tmp_path):
+    done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", "mqtts://127.0.0.1:8883",
+                           "--mqtt-ca-file", str(tmp_path / "no-ca.pem")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"mqtt.ca_file: no such file {tmp_path / 'no-ca.pem'}" in done.stderr
