@@ -1,0 +1,88 @@
+"""The shipped systemd units: systemd-analyze verifies them and rates their hardening."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEM_UNIT = REPO / "systemd" / "digitd.service"
+USER_UNIT = REPO / "systemd" / "user" / "digitd.service"
+DIGITD = Path(sys.executable).parent / "digitd"  # the entry point of this install
+
+
+
+@pytest.fixture(autouse=True)
+def _needs_systemd_analyze():
+    assert shutil.which("systemd-analyze"), "no systemd-analyze: scripts/install-system-packages"
+
+
+def installed_copy(unit: Path, tmp_path: Path) -> Path:
+    """The unit as installed here: ExecStart pointing at this environment's digitd (verify
+    checks that the binary exists)."""
+    text = unit.read_text()
+    text = text.replace("/opt/digitd/bin/digitd", str(DIGITD))
+    text = text.replace("%h/.local/bin/digitd", str(DIGITD))
+    out = tmp_path / "digitd.service"
+    out.write_text(text)
+    return out
+
+
+def analyze(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "XDG_RUNTIME_DIR": str(runtime),
+           "SYSTEMD_LOG_LEVEL": "notice"}
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("unit, mode", [(SYSTEM_UNIT, []), (USER_UNIT, ["--user"])],
+                         ids=["system", "user"])
+def test_units_verify_cleanly(unit, mode, tmp_path):
+    assert DIGITD.exists(), f"{DIGITD} missing: install the package first"
+    done = analyze(*mode, "verify", str(installed_copy(unit, tmp_path)), tmp_path=tmp_path)
+    # verify exits 0 even for an ignored bad line; any message about the unit is a failure
+    assert done.returncode == 0 and "digitd.service" not in done.stdout + done.stderr, (
+        done.stdout + done.stderr)
+
+
+def test_verify_would_catch_a_broken_unit(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    unit = installed_copy(SYSTEM_UNIT, broken)
+    unit.write_text(unit.read_text().replace("Type=notify", "Type=notifyy"))
+    done = analyze("verify", str(unit), tmp_path=tmp_path)
+    assert "Failed to parse service type" in done.stdout + done.stderr
+
+
+def test_system_unit_exposure_is_at_most_2_5(tmp_path):
+    done = analyze("security", "--offline=yes", str(installed_copy(SYSTEM_UNIT, tmp_path)),
+                   tmp_path=tmp_path)
+    match = re.search(r"Overall exposure level for digitd\.service: (\d+\.\d+)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match.group(1)) <= 2.5, done.stdout
+
+
+@pytest.mark.parametrize("unit", [SYSTEM_UNIT, USER_UNIT], ids=["system", "user"])
+def test_units_speak_notify_with_a_watchdog(unit):
+    text = unit.read_text()
+    for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure",
+                 "RestartPreventExitStatus=2"):
+        assert line in text.splitlines(), line
+    assert re.search(r"^WatchdogSec=\d+", text, re.M)
+    assert re.search(r"^StartLimitBurst=\d+", text, re.M)
+    assert re.search(r"^ExecStart=\S+/digitd listen", text, re.M)
+
+
+def test_system_unit_reads_only_alsa_devices_as_an_unprivileged_user():
+    lines = SYSTEM_UNIT.read_text().splitlines()
+    assert "DynamicUser=yes" in lines
+    assert "SupplementaryGroups=audio" in lines
+    assert "DevicePolicy=closed" in lines
+    assert [x for x in lines if x.startswith("DeviceAllow=")] == ["DeviceAllow=char-alsa rw"]
