@@ -86,7 +86,8 @@ class MqttPublisher:
         if parts.username is not None:
             self._client.username_pw_set(unquote(parts.username),
                                          unquote(parts.password or "") or None)
-        if parts.scheme == "mqtts":
+        self._tls = parts.scheme == "mqtts"
+        if self._tls:
             self._configure_tls()
         self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         self._client.max_queued_messages_set(settings.queue_size)
@@ -171,8 +172,10 @@ class MqttPublisher:
             raise MqttError(f"MQTT broker {self.host}:{self.port} refused the connection: "
                             f"{self._refused} (check the user and password in mqtt.url)")
         if not self.connected:
-            log.warning("MQTT broker %s:%d not reachable yet; retrying with backoff, up to %d "
-                        "digits are queued meanwhile", self.host, self.port,
+            tls_hint = (" (mqtts: is the broker's certificate signed by a CA in mqtt.ca_file or "
+                        "the system's, for this host name?)" if self._tls else "")
+            log.warning("MQTT broker %s:%d not reachable yet%s; retrying with backoff, up to "
+                        "%d digits are queued meanwhile", self.host, self.port, tls_hint,
                         self.settings.queue_size)
 
     def publish(self, payload: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from .mosquitto import Mosquitto, Subscriber, free_port
+from .mosquitto import Mosquitto, Subscriber, free_port, make_certificates
 from .streams import build_stream, clear_takes
 
 CLI = [sys.executable, "-m", "digitd.daemon.cli"]
@@ -194,3 +194,22 @@ def test_missing_tls_file_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"mqtt.ca_file: no such file {tmp_path / 'no-ca.pem'}" in done.stderr
+
+
+def test_mqtts_with_a_private_ca(tmp_path):
+    ca, cert, key = make_certificates(tmp_path / "tls")
+    broker = Mosquitto(tmp_path / "tls-broker", tls=(ca, cert, key)).start()
+    try:
+        trusted = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", broker.url(),
+                                  "--mqtt-ca-file", str(ca)],
+                                 capture_output=True, text=True, timeout=60)
+        untrusted = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", broker.url()],
+                                   capture_output=True, text=True, timeout=60)
+    finally:
+        broker.stop()
+    assert trusted.returncode == 0, trusted.stderr
+    assert "MQTT connected" in trusted.stderr and "not delivered" not in trusted.stderr
+    # the system's CAs do not trust the test CA: nothing is delivered, and it says so
+    assert untrusted.returncode == 1
+    assert "3 digit(s) not delivered" in untrusted.stderr
+    assert "mqtts: is the broker's certificate signed by a CA" in untrusted.stderr
