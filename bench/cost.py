@@ -1,0 +1,142 @@
+"""What recognizing costs: inference time per utterance, start-up, peak memory, and the
+daemon's own footprint on a real PortAudio device. Timings are measurements on a shared
+machine, reported, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def time_per_call(fn, items: list, runs: int) -> float:
+    """Mean milliseconds of fn(item) over `runs` calls, after a short warm-up."""
+    for item in items[:5]:
+        fn(item)
+    t0 = time.perf_counter()
+    for i in range(runs):
+        fn(items[i % len(items)])
+    return (time.perf_counter() - t0) / runs * 1000.0
+
+
+def float_tflite(model_path: Path, out: Path) -> Path | None:
+    """A float32 TFLite of the shipped architecture (untrained weights: the cost is the same).
+    Needs TensorFlow (the train extra); None without it."""
+    try:
+        import tensorflow as tf
+        from digitd.daemon.model import ModelMetadata, metadata_path_for
+        from digitd.train.models import build_model
+    except ImportError:
+        return None
+    meta = ModelMetadata.load(metadata_path_for(model_path))
+    train = meta.raw.get("train_config", {})
+    model = build_model(meta.features.shape, len(meta.labels), train.get("width", 96),
+                        train.get("dropout", 0.25))
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp + "/saved", format="tf_saved_model", verbose=False)
+        out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(tmp + "/saved").convert())
+    return out
+
+
+def tflite_invoke_ms(path: Path, features: list[np.ndarray], runs: int) -> float:
+    """Per-utterance time of one interpreter (one thread) on real features."""
+    from digitd.daemon.model import load_interpreter
+
+    interpreter = load_interpreter(path)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    scale, zero = inp["quantization"]
+
+    def run(f: np.ndarray) -> None:
+        x = f[np.newaxis, :, :, np.newaxis]
+        if inp["dtype"] == np.int8:
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interpreter.invoke()
+
+    return time_per_call(run, features, runs)
+
+
+def subprocess_footprint(args: list[str], stdin: bytes | None = None) -> dict:
+    """Run a command under a tiny wrapper: wall time to its 'READY' line on stderr, total
+    wall time, its CPU seconds and its peak RSS (the wrapper's only child)."""
+    wrapper = ("import resource, subprocess, sys, time, json\n"
+               "t0 = time.monotonic(); ready = None\n"
+               "p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, "
+               "stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
+               "data = sys.stdin.buffer.read()\n"
+               "import threading\n"
+               "def feed():\n"
+               "    p.stdin.write(data); p.stdin.close()\n"
+               "threading.Thread(target=feed, daemon=True).start()\n"
+               "err = b''\n"
+               "for line in p.stderr:\n"
+               "    err += line\n"
+               "    if ready is None and b'READY' in line: ready = time.monotonic() - t0\n"
+               "out = p.stdout.read(); p.wait(); total = time.monotonic() - t0\n"
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+               "print(json.dumps({'ready_s': ready, 'wall_s': total, 'cpu_s': u.ru_utime + "
+               "u.ru_stime, 'peak_rss_mb': u.ru_maxrss / 1024, 'rc': p.returncode, "
+               "'stdout': out.decode()}))\n")
+    done = subprocess.run([sys.executable, "-c", wrapper, *args], input=stdin or b"",
+                          capture_output=True, timeout=600, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode())
+    return json.loads(done.stdout)
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(CPU seconds, peak RSS bytes) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) * 1024
+    return cpu, hwm
+
+
+def daemon_on_pulse(seconds: float) -> dict:
+    """`digitd listen` on a PulseAudio null-sink monitor (a real PortAudio device): time to
+    ready, share of one core while it hears silence, peak RSS, heavy modules imported."""
+    sys.path.insert(0, str(REPO))
+    from tests.notify_socket import NotifySocket
+    from tests.pulse import PulseServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pulse = PulseServer(Path(tmp)).start()
+        notify = NotifySocket(path=Path(tmp) / "notify")
+        probe = ("import runpy, sys, atexit\n"
+                 "def report():\n"
+                 "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "
+                 "if m in sys.modules]\n"
+                 "    print('HEAVY=' + ','.join(heavy), file=sys.stderr, flush=True)\n"
+                 "atexit.register(report)\n"
+                 "sys.argv = ['digitd', 'listen', '--device', 'pulse']\n"
+                 "runpy.run_module('digitd.daemon.cli', run_name='__main__')\n")
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-c", probe],
+                                env={**pulse.env, "NOTIFY_SOCKET": notify.address},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = notify.wait_for("READY=1", timeout=30) - started
+            time.sleep(3)  # steady state: stream start-up is not "hearing silence"
+            cpu0, _ = proc_stat(proc.pid)
+            time.sleep(seconds)
+            cpu1, peak = proc_stat(proc.pid)
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+            notify.close()
+            pulse.stop()
+    heavy = next((x for x in err.splitlines() if x.startswith("HEAVY=")), "HEAVY=?")[6:]
+    return {"ready_s": ready, "cpu_share_silence": (cpu1 - cpu0) / seconds,
+            "peak_rss_mb": peak / 2**20, "heavy_modules": heavy.split(",") if heavy else []}

@@ -1,0 +1,175 @@
+"""The audio every recognizer hears: FSDD by held-out speaker, voices training never used,
+long streams of digits with pauses and noise (truth times kept, written as CSV), and long
+stretches of audio that holds no digit. Everything is built from a seed: the same run
+rebuilds the same audio."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.scoring import Word
+
+RATE = 8000
+WORDS_OF_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+# espeak-ng variants absent from training's voices (train/synth.py), in four accents
+UNSEEN_VARIANTS = ("+Alicia", "+Andrea", "+anika", "+grandma", "+shelby", "+steph",
+                   "+whisperf", "+Andy", "+Diogo", "+Henrique", "+john", "+max", "+michel",
+                   "+norbert", "+rob", "+travis")
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029")
+# Words no training run heard, plus those training holds out for its own calibration.
+NEW_WORDS = ("banana", "pencil", "window", "garage", "doctor", "yellow", "basket", "silver",
+             "music", "paper", "monkey", "ticket", "planet", "rocket", "button", "coffee")
+PHRASES = ("turn on the kitchen light", "what time is it", "open the garage door please",
+           "play some music", "good morning everybody", "where are my keys",
+           "the weather is nice today", "call my brother tomorrow")
+
+
+@dataclass
+class Fsdd:
+    waves: list[np.ndarray]
+    digits: list[int]
+    speakers: list[str]
+
+    def of(self, speaker: str) -> tuple[list[np.ndarray], list[int]]:
+        idx = [i for i, s in enumerate(self.speakers) if s == speaker]
+        return [self.waves[i] for i in idx], [self.digits[i] for i in idx]
+
+
+def load_fsdd(recordings: Path, per_digit: int | None = None) -> Fsdd:
+    """FSDD files (all, or the first `per_digit` takes per digit and speaker)."""
+    from digitd.daemon.audio import read_audio
+
+    out = Fsdd([], [], [])
+    for path in sorted(recordings.glob("*.wav")):
+        digit, speaker, take = path.stem.split("_")
+        if speaker not in SPEAKERS or (per_digit is not None and int(take) >= per_digit):
+            continue
+        out.waves.append(read_audio(path, RATE))
+        out.digits.append(int(digit))
+        out.speakers.append(speaker)
+    return out
+
+
+def unseen_voices(count: int | None = None):
+    from digitd.train import synth
+
+    rng = np.random.default_rng(0)
+    voices = [synth.Voice("espeak", accent + variant, float(rng.uniform(0.85, 1.15)),
+                          int(rng.integers(30, 80)))
+              for accent in ACCENTS for variant in UNSEEN_VARIANTS]
+    return voices[:count] if count else voices
+
+
+def synthesized(voices, texts: list[str], cache: Path) -> list[tuple[str, np.ndarray]]:
+    from digitd.train import synth
+
+    return [(text, wave) for _, text, wave in synth.synthesize(voices, texts, RATE, cache)]
+
+
+def non_digit_words() -> list[str]:
+    from digitd.train import synth
+
+    return sorted(set(synth.HELDOUT_WORDS) | (set(NEW_WORDS) - set(synth.NON_DIGIT_WORDS)))
+
+
+def noise(kind: str, n: int, rng: np.random.Generator, babble_pool: list[np.ndarray]
+          ) -> np.ndarray:
+    from digitd.train.augment import coloured_noise
+
+    if kind == "white":
+        return coloured_noise(n, 0.0, rng)
+    if kind == "pink":
+        return coloured_noise(n, 1.0, rng)
+    if kind == "babble":
+        # eight overlapping talkers, reversed so that no digit can be heard in it
+        out = np.zeros(n)
+        for _ in range(8):
+            src = babble_pool[rng.integers(len(babble_pool))][::-1]
+            reps = np.tile(src, n // src.size + 2)
+            offset = int(rng.integers(src.size))
+            out += reps[offset : offset + n]
+        return out / (np.std(out) + 1e-12)
+    raise ValueError(kind)
+
+
+@dataclass
+class DigitStream:
+    name: str
+    samples: np.ndarray
+    truth: list[Word]
+
+    def write_csv(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{self.name}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["digit", "start_s", "end_s"])
+            writer.writerows([w.digit, f"{w.start:.3f}", f"{w.end:.3f}"] for w in self.truth)
+
+
+def digit_stream(name: str, waves: list[np.ndarray], digits: list[int], count: int,
+                 snr_db: float, kind: str, babble_pool: list[np.ndarray], seed: int
+                 ) -> DigitStream:
+    """`count` of the speaker's digits, 0.3-1.5 s pauses, noise at `snr_db` below the mean
+    power of the words."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(waves), size=min(count, len(waves)), replace=False)
+    parts, truth, t = [np.zeros(RATE // 2)], [], 0.5
+    powers = []
+    for i in picks:
+        wave = waves[i].astype(np.float64)
+        pause = int(rng.uniform(0.3, 1.5) * RATE)
+        truth.append(Word(digits[i], t, t + wave.size / RATE))
+        powers.append(np.mean(wave**2))
+        parts += [wave, np.zeros(pause)]
+        t += (wave.size + pause) / RATE
+    speech = np.concatenate(parts)
+    noisy = speech + noise(kind, speech.size, rng, babble_pool) * np.sqrt(
+        np.mean(powers) / 10 ** (snr_db / 10))
+    return DigitStream(name, (0.5 * noisy / np.max(np.abs(noisy))).astype(np.float32), truth)
+
+
+def tones(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Music-like: chords of harmonic tones with note envelopes."""
+    out = np.zeros(n)
+    t = 0
+    while t < n:
+        length = int(rng.uniform(0.15, 0.8) * RATE)
+        seg = np.arange(min(length, n - t)) / RATE
+        envelope = np.exp(-seg * rng.uniform(1, 6))
+        for _ in range(int(rng.integers(1, 4))):
+            f0 = 110 * 2 ** (int(rng.integers(0, 36)) / 12)
+            out[t : t + seg.size] += sum(np.sin(2 * np.pi * f0 * k * seg) / k
+                                         for k in range(1, 5) if f0 * k < RATE / 2) * envelope
+        t += seg.size
+    return out
+
+
+def non_digit_stream(kind: str, seconds: float, speech: list[np.ndarray], seed: int
+                     ) -> np.ndarray:
+    """`seconds` of audio with no digit in it: noise bursts and clicks, music-like tones, or
+    speech that holds no digit (words and phrases by voices training never used)."""
+    from digitd.train.augment import coloured_noise
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < n:
+        if kind == "noise":
+            length = int(rng.uniform(0.05, 3.0) * RATE)
+            part = coloured_noise(length, rng.uniform(0, 2), rng) * rng.uniform(0.01, 0.5)
+        elif kind == "tones":
+            part = tones(int(rng.uniform(1.0, 6.0) * RATE), rng) * rng.uniform(0.05, 0.3)
+        else:
+            part = speech[rng.integers(len(speech))] * rng.uniform(0.3, 1.0)
+        gap = np.zeros(int(rng.uniform(0.2, 1.5) * RATE))
+        parts += [part, gap]
+        total += part.size + gap.size
+    x = np.concatenate(parts)[:n]
+    x = x + rng.normal(size=x.size) * 1e-3
+    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)

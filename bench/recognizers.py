@@ -1,0 +1,136 @@
+"""The recognizers under test, behind one interface: a whole utterance -> digit or None, and
+a long stream -> digits with their times. Both take 8 kHz float audio, the rate of FSDD.
+
+digitd runs its real runtime path (shared features, int8 LiteRT model, webrtcvad segmenter).
+pocketsphinx (PyPI, with its bundled en-us model) gets the audio upsampled to the 16 kHz its
+model wants, a JSGF grammar of the ten digit words ("oh" counts as zero), and its own
+Endpointer for streams, as its live-audio example does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.scoring import Emitted
+
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ONE_DIGIT = ("#JSGF V1.0;\ngrammar digit;\npublic <digit> = "
+             + " | ".join((*WORDS, "oh")) + ";\n")
+DIGITS = ("#JSGF V1.0;\ngrammar digits;\n<digit> = " + " | ".join((*WORDS, "oh"))
+          + ";\npublic <digits> = <digit>+;\n")
+
+
+class Digitd:
+    name = "digitd"
+
+    def __init__(self, model: Path | None = None) -> None:
+        from digitd.daemon.model import DigitClassifier
+
+        self.classifier = DigitClassifier(model)
+        self.rate = self.classifier.features.sample_rate
+
+    def isolated(self, wave: np.ndarray) -> int | None:
+        from digitd.daemon.features import extract
+
+        return self.classifier.classify(extract(wave, self.classifier.features)).digit
+
+    def stream(self, samples: np.ndarray, block_seconds: float = 0.02) -> list[Emitted]:
+        from digitd.daemon.pipeline import StreamRecognizer
+
+        recognizer = StreamRecognizer(self.classifier)
+        block = int(self.rate * block_seconds)
+        out: list[Emitted] = []
+        for start in range(0, samples.size, block):
+            t0 = time.perf_counter()
+            events = recognizer.feed(samples[start : start + block])
+            now = min(samples.size, start + block) / self.rate + time.perf_counter() - t0
+            out += [Emitted(e.digit, e.end, now) for e in events if e.digit is not None]
+        out += [Emitted(e.digit, e.end, samples.size / self.rate)
+                for e in recognizer.finish() if e.digit is not None]
+        return out
+
+
+def _digits(hypstr: str) -> list[int]:
+    return [0 if w == "oh" else WORDS.index(w) for w in hypstr.split() if w in (*WORDS, "oh")]
+
+
+class Pocketsphinx:
+    name = "pocketsphinx"
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.rate = 16000
+        self.decoder = Decoder(samprate=self.rate, loglevel="FATAL")
+        self.decoder.add_jsgf_string("one", ONE_DIGIT)
+        self.decoder.add_jsgf_string("many", DIGITS)
+
+    def _pcm(self, wave: np.ndarray) -> bytes:
+        import soxr
+
+        upsampled = soxr.resample(wave.astype(np.float32), 8000, self.rate)
+        return (np.clip(upsampled, -1, 1) * 32767).astype("<i2").tobytes()
+
+    def isolated(self, wave: np.ndarray) -> int | None:
+        self.decoder.activate_search("one")
+        self.decoder.start_utt()
+        self.decoder.process_raw(self._pcm(wave), full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        digits = _digits(hyp.hypstr) if hyp is not None else []
+        return digits[0] if digits else None
+
+    def stream(self, samples: np.ndarray) -> list[Emitted]:
+        from pocketsphinx import Endpointer
+
+        self.decoder.activate_search("many")
+        endpointer = Endpointer(sample_rate=self.rate)
+        pcm = self._pcm(samples)
+        size = endpointer.frame_bytes
+        out: list[Emitted] = []
+        in_utterance, utterance_start = False, 0.0
+        for start in range(0, len(pcm), size):
+            frame = pcm[start : start + size]
+            last = len(frame) < size or start + size >= len(pcm)
+            t0 = time.perf_counter()
+            speech = endpointer.end_stream(frame) if last else endpointer.process(frame)
+            if speech:
+                if not in_utterance:
+                    self.decoder.start_utt()
+                    in_utterance, utterance_start = True, endpointer.speech_start
+                self.decoder.process_raw(speech)
+            if in_utterance and (last or not endpointer.in_speech):
+                self.decoder.end_utt()
+                in_utterance = False
+                now = (start + len(frame)) / 2 / self.rate + time.perf_counter() - t0
+                out += self._words(utterance_start, now)
+        return out
+
+    def _words(self, utterance_start: float, now: float) -> list[Emitted]:
+        words = []
+        for seg in self.decoder.seg():  # frames of 10 ms from the utterance start
+            digits = _digits(seg.word.split("(")[0])
+            if digits:
+                words.append(Emitted(digits[0], utterance_start + seg.end_frame / 100.0, now))
+        return words
+
+
+def main() -> int:
+    """`python -m bench.recognizers NAME` streams s16le 8 kHz PCM from stdin through one
+    recognizer and prints its digits: the same harness for both, to measure their footprint.
+    'READY' goes to stderr once the recognizer is constructed."""
+    import sys
+
+    name = sys.argv[1]
+    recognizer = Digitd() if name == "digitd" else Pocketsphinx()
+    print("READY", file=sys.stderr, flush=True)
+    pcm = np.frombuffer(sys.stdin.buffer.read(), dtype="<i2").astype(np.float32) / 32768.0
+    print(" ".join(str(e.digit) for e in recognizer.stream(pcm)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

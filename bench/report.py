@@ -1,0 +1,273 @@
+"""results.json -> BENCHMARKS.md (tables: a digitd row, a pocketsphinx row, their ratio) and
+PNG plots beside the results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+NAMES = ("digitd", "pocketsphinx")
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f} ms"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def isolated_accuracy(iso: dict, name: str) -> dict[str, float]:
+    return {s: float(np.mean(np.array(v["predicted"]) == np.array(v["truth"])))
+            for s, v in iso[name].items()}
+
+
+def confusion(iso: dict, name: str) -> np.ndarray:
+    matrix = np.zeros((10, 11), dtype=int)
+    for v in iso[name].values():
+        for t, p in zip(v["truth"], v["predicted"], strict=True):
+            matrix[t, p if p >= 0 else 10] += 1
+    return matrix
+
+
+def plots(results: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    iso = results["isolated"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, name in zip(axes, NAMES, strict=True):
+        m = confusion(iso, name)
+        ax.imshow(m / np.maximum(1, m.sum(1, keepdims=True)), cmap="Blues", vmin=0, vmax=1)
+        for i in range(10):
+            for j in range(11):
+                if m[i, j]:
+                    ax.text(j, i, m[i, j], ha="center", va="center", fontsize=7,
+                            color="white" if m[i, j] > m[i].sum() / 2 else "black")
+        ax.set_xticks(range(11), [*map(str, range(10)), "rej."])
+        ax.set_yticks(range(10))
+        ax.set_xlabel("recognized")
+        ax.set_ylabel("spoken")
+        ax.set_title(f"{name}: isolated digits, held-out speakers")
+    fig.tight_layout()
+    files["confusion"] = "confusion.png"
+    fig.savefig(out / files["confusion"], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    speakers = list(iso["digitd"])
+    for k, name in enumerate(NAMES):
+        acc = isolated_accuracy(iso, name)
+        ax.bar(np.arange(len(speakers)) + (k - 0.5) * 0.4, [100 * acc[s] for s in speakers],
+               width=0.4, label=name)
+    ax.set_xticks(range(len(speakers)), speakers)
+    ax.set_ylabel("accuracy on the held-out speaker, %")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    fig.tight_layout()
+    files["speakers"] = "speakers.png"
+    fig.savefig(out / files["speakers"], dpi=90)
+    plt.close(fig)
+
+    cfg = results["config"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, style in zip(NAMES, ("-", "--"), strict=True):
+        for kind in cfg["noises"]:
+            rows = [results["streaming"][name][f"{kind} {snr} dB"] for snr in cfg["snrs"]]
+            axes[0].plot(cfg["snrs"], [100 * r["digit_error_rate"] for r in rows], style,
+                         marker="o", label=f"{name}, {kind}")
+        rows = [results["streaming"][name][f"all {snr} dB"] for snr in cfg["snrs"]]
+        axes[1].plot(cfg["snrs"], [r["latency_ms_p95"] or np.nan for r in rows], style,
+                     marker="o", label=f"{name} p95")
+        axes[1].plot(cfg["snrs"], [r["latency_ms_p50"] or np.nan for r in rows], style,
+                     marker="x", label=f"{name} p50")
+    axes[0].set_xlabel("SNR, dB")
+    axes[0].set_ylabel("digit error rate, %")
+    axes[0].invert_xaxis()
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("SNR, dB")
+    axes[1].set_ylabel("end of word -> digit, ms")
+    axes[1].invert_xaxis()
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    files["streaming"] = "streaming.png"
+    fig.savefig(out / files["streaming"], dpi=90)
+    plt.close(fig)
+    return files
+
+
+def headline(results: dict) -> list[list[str]]:
+    """The few numbers that matter most, digitd vs pocketsphinx."""
+    iso = {n: isolated_accuracy(results["isolated"], n) for n in NAMES}
+    snr = 20 if 20 in results["config"]["snrs"] else results["config"]["snrs"][0]
+    stream = {n: results["streaming"][n][f"all {snr} dB"] for n in NAMES}
+    fa = {n: results["unseen_voices"][n]["word_false_accept"] for n in NAMES}
+    proc = results["cost"]["process"]
+    rows = []
+
+    def row(label, a, b, fmt):
+        rows.append([label, fmt(a), fmt(b), ratio(a, b)])
+
+    row("isolated digits, held-out speakers (mean)", np.mean(list(iso["digitd"].values())),
+        np.mean(list(iso["pocketsphinx"].values())), pct)
+    row("worst held-out speaker", min(iso["digitd"].values()),
+        min(iso["pocketsphinx"].values()), pct)
+    row(f"digit error rate, streams at {snr} dB SNR", stream["digitd"]["digit_error_rate"],
+        stream["pocketsphinx"]["digit_error_rate"], pct)
+    row("end of word -> digit, p95", stream["digitd"]["latency_ms_p95"],
+        stream["pocketsphinx"]["latency_ms_p95"], ms)
+    row("non-digit words taken for digits", fa["digitd"], fa["pocketsphinx"], pct)
+    row("CPU seconds per hour of audio", proc["digitd"]["cpu_seconds_per_audio_hour"],
+        proc["pocketsphinx"]["cpu_seconds_per_audio_hour"], lambda x: f"{x:.0f} s")
+    row("peak RSS", proc["digitd"]["peak_rss_mb"], proc["pocketsphinx"]["peak_rss_mb"],
+        lambda x: f"{x:.0f} MB")
+    return rows
+
+
+def write(results: dict, out: Path, markdown: Path) -> str:
+    files = plots(results, out)
+    rel = os.path.relpath(out, markdown.parent)
+    cfg = results["config"]
+    iso = {n: isolated_accuracy(results["isolated"], n) for n in NAMES}
+    parts = ["# Benchmarks", "",
+             "digitd and pocketsphinx 5 (PyPI, its bundled en-us model, a JSGF grammar of the "
+             "ten digit words and its Endpointer) on exactly the same audio, in one run of "
+             f"`python -m bench{' --quick' if cfg['quick'] else ''}` "
+             f"({results['elapsed_s'] / 60:.1f} min on {os.cpu_count()} cores). "
+             "Ratios are digitd / pocketsphinx. Timings come from a shared machine.", ""]
+    if cfg["quick"]:
+        parts += ["**Quick mode**: small samples for CI; the full run is `python -m bench`.", ""]
+    parts += ["## Headline", "", table(["", "digitd", "pocketsphinx", "ratio"],
+                                       headline(results)), ""]
+
+    parts += ["## Isolated digits, unseen speakers", ""]
+    if results["loso_models"]:
+        parts.append("Each FSDD speaker is recognized by the int8 model of the "
+                     "leave-one-speaker-out fold that never heard them (`reports/loso/`, from "
+                     "`digitd-train evaluate --loso`). A rejected digit counts as an error.")
+    else:
+        parts.append("**No LOSO fold models were found, so the shipped model stands in: it "
+                     "has heard these speakers, and these numbers do not measure "
+                     "generalization.** Run `digitd-train evaluate --loso` first.")
+    rows = [[s, pct(iso["digitd"][s]), pct(iso["pocketsphinx"][s]),
+             ratio(iso["digitd"][s], iso["pocketsphinx"][s])] for s in iso["digitd"]]
+    means = [float(np.mean(list(iso[n].values()))) for n in NAMES]
+    rows.append(["**mean**", pct(means[0]), pct(means[1]), ratio(*means)])
+    parts += ["", table(["held-out speaker", "digitd", "pocketsphinx", "ratio"], rows), "",
+              f"![confusion matrices]({rel}/{files['confusion']})",
+              f"![per speaker]({rel}/{files['speakers']})", ""]
+
+    uv = results["unseen_voices"]
+    parts += ["## Voices no training used", "",
+              f"{uv['voices']} espeak-ng voice variants (women's and men's, four accents) that "
+              f"training never used: {uv['digit_clips']} digit clips and {uv['word_clips']} "
+              "clips of words that are not digits (words no training run heard, and the rhymes "
+              "training holds out: \"heaven\", \"hive\", \"forty\"...), each clip one utterance.",
+              "", table(["", "digitd", "pocketsphinx", "ratio"], [
+                  ["digits right", pct(uv["digitd"]["digit_accuracy"]),
+                   pct(uv["pocketsphinx"]["digit_accuracy"]),
+                   ratio(uv["digitd"]["digit_accuracy"], uv["pocketsphinx"]["digit_accuracy"])],
+                  ["digits rejected", pct(uv["digitd"]["digit_rejected"]),
+                   pct(uv["pocketsphinx"]["digit_rejected"]), "-"],
+                  ["non-digit words taken for digits", pct(uv["digitd"]["word_false_accept"]),
+                   pct(uv["pocketsphinx"]["word_false_accept"]),
+                   ratio(uv["digitd"]["word_false_accept"],
+                         uv["pocketsphinx"]["word_false_accept"])]]), ""]
+
+    st = results["streaming"]
+    parts += ["## Streaming", "",
+              f"For each held-out speaker, noise kind ({', '.join(cfg['noises'])}) and SNR, a "
+              f"stream of {cfg['stream_digits']} of that speaker's digits with 0.3-1.5 s "
+              "pauses, recognized end to end (digitd: webrtcvad segmenter + the speaker's LOSO "
+              f"fold model; {st['audio_hours'] * 60:.0f} min of audio per recognizer). Truth "
+              f"times: `{rel}/streams/*.csv`. As TensorFlow's test_streaming_accuracy: each "
+              "digit emitted is matched to a spoken word near it (right or wrong), or is a "
+              "false positive; unmatched words are missed. Digit error rate is the edit "
+              "distance between the emitted and spoken sequences over the words spoken. "
+              "Latency runs from the true end of the word to the digit's emission.", ""]
+    rows = []
+    for snr in cfg["snrs"]:
+        for name in NAMES:
+            r = st[name][f"all {snr} dB"]
+            rows.append([f"{snr} dB", name, pct(r["digit_error_rate"]), pct(r["matched"]),
+                         pct(r["wrong"]), pct(r["missed"]), str(r["false_positives"]),
+                         ms(r["latency_ms_p50"]), ms(r["latency_ms_p95"])])
+    parts += [table(["SNR", "", "digit error rate", "matched", "wrong", "missed",
+                     "false positives", "latency p50", "p95"], rows), ""]
+    rows = [[kind] + [f"{pct(st['digitd'][f'{kind} {snr} dB']['digit_error_rate'])} / "
+                      f"{pct(st['pocketsphinx'][f'{kind} {snr} dB']['digit_error_rate'])}"
+                      for snr in cfg["snrs"]] for kind in cfg["noises"]]
+    parts += ["Digit error rate by noise kind, digitd / pocketsphinx:", "",
+              table(["noise", *[f"{s} dB" for s in cfg["snrs"]]], rows), "",
+              f"![streaming]({rel}/{files['streaming']})", ""]
+
+    fa = results["false_accepts"]
+    minutes = fa["seconds_per_kind"] / 60
+    parts += ["## False accepts", "",
+              f"Digits emitted per hour of audio that holds no digit ({minutes:.1f} min of "
+              "each kind, streamed): noise bursts and clicks; music-like tones and chords; "
+              "speech with no digit in it (words and phrases by the unseen voices).", "",
+              table(["per hour of", "digitd", "pocketsphinx", "ratio"],
+                    [[kind, f"{fa['digitd'][kind]:.0f}", f"{fa['pocketsphinx'][kind]:.0f}",
+                      ratio(fa["digitd"][kind], fa["pocketsphinx"][kind])]
+                     for kind in ("noise", "tones", "speech")]), ""]
+
+    c = results["cost"]
+    proc = c["process"]
+    per = c["per_utterance_ms"]
+    rows = [["CPU seconds per hour of audio (in-process, the streams above)",
+             f"{st['cpu_seconds_per_audio_hour']['digitd']:.0f} s",
+             f"{st['cpu_seconds_per_audio_hour']['pocketsphinx']:.0f} s",
+             ratio(st["cpu_seconds_per_audio_hour"]["digitd"],
+                   st["cpu_seconds_per_audio_hour"]["pocketsphinx"])],
+            ["CPU seconds per hour of audio (a process, start-up included)",
+             f"{proc['digitd']['cpu_seconds_per_audio_hour']:.0f} s",
+             f"{proc['pocketsphinx']['cpu_seconds_per_audio_hour']:.0f} s",
+             ratio(proc["digitd"]["cpu_seconds_per_audio_hour"],
+                   proc["pocketsphinx"]["cpu_seconds_per_audio_hour"])],
+            ["peak RSS of that process", f"{proc['digitd']['peak_rss_mb']:.0f} MB",
+             f"{proc['pocketsphinx']['peak_rss_mb']:.0f} MB",
+             ratio(proc["digitd"]["peak_rss_mb"], proc["pocketsphinx"]["peak_rss_mb"])],
+            ["start-up to ready", f"{proc['digitd']['ready_s']:.2f} s",
+             f"{proc['pocketsphinx']['ready_s']:.2f} s",
+             ratio(proc["digitd"]["ready_s"], proc["pocketsphinx"]["ready_s"])],
+            ["one utterance (features + model / decode)",
+             f"{per['digitd features + int8']:.2f} ms", f"{per['pocketsphinx decode']:.2f} ms",
+             ratio(per["digitd features + int8"], per["pocketsphinx decode"])],
+            ["model on disk", f"{c['model_bytes']['digitd int8'] / 1024:.0f} KB",
+             f"{c['model_bytes']['pocketsphinx en-us'] / 2**20:.1f} MB",
+             ratio(c["model_bytes"]["digitd int8"], c["model_bytes"]["pocketsphinx en-us"])]]
+    parts += ["## Cost", "", table(["", "digitd", "pocketsphinx", "ratio"], rows), ""]
+    model_rows = [["int8 (shipped)", f"{per['digitd int8 model only']:.3f} ms",
+                   f"{c['model_bytes']['digitd int8'] / 1024:.0f} KB"]]
+    if "digitd float32 model only" in per:
+        model_rows.append(["float32, same network", f"{per['digitd float32 model only']:.3f} ms",
+                           f"{c['model_bytes']['digitd float32'] / 1024:.0f} KB"])
+    parts += ["digitd's network alone, one utterance, one thread (LiteRT):", "",
+              table(["model", "time", "size"], model_rows), ""]
+    d = c["daemon"]
+    parts += ["The daemon itself (`digitd listen` on a PulseAudio null-sink monitor, a real "
+              f"PortAudio device): ready {d['ready_s']:.2f} s after start (systemd READY=1), "
+              f"{100 * d['cpu_share_silence']:.1f}% of one core while hearing silence, peak "
+              f"RSS {d['peak_rss_mb']:.0f} MB, heavy modules imported: "
+              f"{', '.join(d['heavy_modules']) or 'none'}.", ""]
+    text = "\n".join(parts)
+    markdown.write_text(text)
+    return text

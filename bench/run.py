@@ -1,0 +1,226 @@
+"""Regenerate BENCHMARKS.md: digitd and pocketsphinx on the same audio, side by side.
+
+  python -m bench            full run (~15 min on 2 cores), writes BENCHMARKS.md and
+                             reports/bench/ (results.json, PNG plots, stream truth CSVs)
+  python -m bench --quick    a CI-sized run (a few minutes) into reports/bench-quick/;
+                             prints its numbers, asserts nothing about them
+
+Isolated digits are recognized by the LOSO fold models in reports/loso/ (from
+`digitd-train evaluate --loso`): each speaker by the model that never heard them. Without
+them the shipped model stands in, and the report says that it has heard those speakers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import cost, material, report  # noqa: E402
+from bench.recognizers import Digitd, Pocketsphinx  # noqa: E402
+from bench.scoring import StreamScore, score_stream  # noqa: E402
+
+
+@dataclass
+class BenchConfig:
+    quick: bool = False
+    per_digit: int | None = None  # FSDD takes per digit and speaker; None: all 50
+    stream_digits: int = 60
+    snrs: tuple[int, ...] = (30, 20, 10, 5)
+    noises: tuple[str, ...] = ("white", "pink", "babble")
+    non_digit_seconds: float = 300.0  # per kind: noise, tones, speech
+    voices: int | None = None  # unseen TTS voices; None: all 64
+    inference_runs: int = 2000
+    daemon_seconds: float = 30.0
+
+    @classmethod
+    def quick_mode(cls) -> BenchConfig:
+        return cls(quick=True, per_digit=4, stream_digits=12, snrs=(20, 5),
+                   noises=("pink", "babble"), non_digit_seconds=30.0, voices=6,
+                   inference_runs=200, daemon_seconds=5.0)
+
+
+def isolated(fsdd: material.Fsdd, models: dict[str, Path | None], peer: Pocketsphinx) -> dict:
+    out: dict = {"digitd": {}, "pocketsphinx": {}}
+    for speaker in material.SPEAKERS:
+        waves, digits = fsdd.of(speaker)
+        if not waves:
+            continue
+        ours = Digitd(models[speaker])
+        for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+            predicted = [recognizer.isolated(w) for w in waves]
+            out[name][speaker] = {"truth": digits,
+                                  "predicted": [-1 if p is None else p for p in predicted]}
+    return out
+
+
+def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
+    voices = material.unseen_voices(cfg.voices)
+    digits = material.synthesized(voices, list(material.WORDS_OF_DIGITS), cache)
+    words = material.synthesized(voices, material.non_digit_words(), cache)
+    ours = Digitd()
+    out: dict = {"voices": len(voices), "digit_clips": len(digits), "word_clips": len(words)}
+    for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+        said = [material.WORDS_OF_DIGITS.index(t) for t, _ in digits]
+        heard = [recognizer.isolated(w) for _, w in digits]
+        taken = [recognizer.isolated(w) for _, w in words]
+        out[name] = {
+            "digit_accuracy": float(np.mean([s == h for s, h in zip(said, heard, strict=True)])),
+            "digit_rejected": float(np.mean([h is None for h in heard])),
+            "word_false_accept": float(np.mean([t is not None for t in taken])),
+        }
+    return out
+
+
+def streaming(cfg: BenchConfig, fsdd: material.Fsdd, models: dict[str, Path | None],
+              peer: Pocketsphinx, truth_dir: Path) -> dict:
+    scores = {(name, kind, snr): StreamScore(latencies_ms=[])
+              for name in ("digitd", "pocketsphinx") for kind in cfg.noises for snr in cfg.snrs}
+    cpu = {"digitd": 0.0, "pocketsphinx": 0.0}
+    audio_seconds = 0.0
+    for k, speaker in enumerate(material.SPEAKERS):
+        waves, digits = fsdd.of(speaker)
+        if not waves:
+            continue
+        others = [w for s, w in zip(fsdd.speakers, fsdd.waves, strict=True) if s != speaker]
+        ours = Digitd(models[speaker])
+        for kind in cfg.noises:
+            for snr in cfg.snrs:
+                stream = material.digit_stream(f"{speaker}-{kind}-{snr}dB", waves, digits,
+                                               cfg.stream_digits, snr, kind, others,
+                                               seed=1000 * k + snr)
+                stream.write_csv(truth_dir)
+                audio_seconds += stream.samples.size / material.RATE
+                for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+                    t0 = time.process_time()
+                    emitted = recognizer.stream(stream.samples)
+                    cpu[name] += time.process_time() - t0
+                    scores[(name, kind, snr)].add(score_stream(stream.truth, emitted))
+    out: dict = {"audio_hours": audio_seconds / 3600,
+                 "cpu_seconds_per_audio_hour": {n: c / (audio_seconds / 3600)
+                                                for n, c in cpu.items()}}
+    for name in ("digitd", "pocketsphinx"):
+        out[name] = {}
+        for snr in cfg.snrs:
+            total = StreamScore(latencies_ms=[])
+            for kind in cfg.noises:
+                total.add(scores[(name, kind, snr)])
+                out[name][f"{kind} {snr} dB"] = scores[(name, kind, snr)].summary()
+            out[name][f"all {snr} dB"] = total.summary()
+    return out
+
+
+def false_accepts(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
+    voices = material.unseen_voices(cfg.voices)
+    speech = [w for _, w in material.synthesized(
+        voices, material.non_digit_words() + list(material.PHRASES), cache)]
+    ours = Digitd()
+    out: dict = {"seconds_per_kind": cfg.non_digit_seconds}
+    for i, kind in enumerate(("noise", "tones", "speech")):
+        samples = material.non_digit_stream(kind, cfg.non_digit_seconds, speech, seed=50 + i)
+        for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+            emitted = recognizer.stream(samples)
+            out.setdefault(name, {})[kind] = len(emitted) / (cfg.non_digit_seconds / 3600)
+    return out
+
+
+def costs(cfg: BenchConfig, fsdd: material.Fsdd, peer: Pocketsphinx, work: Path) -> dict:
+    from digitd.daemon.features import extract
+    from digitd.daemon.model import default_model_path
+
+    ours = Digitd()
+    model = default_model_path()
+    waves = fsdd.waves[:: max(1, len(fsdd.waves) // 200)]
+    features = [extract(w, ours.classifier.features) for w in waves]
+    runs = cfg.inference_runs
+    out: dict = {
+        "model_bytes": {"digitd int8": model.stat().st_size},
+        "per_utterance_ms": {
+            "digitd features + int8": cost.time_per_call(ours.isolated, waves, runs),
+            "digitd int8 model only": cost.tflite_invoke_ms(model, features, runs),
+            "pocketsphinx decode": cost.time_per_call(peer.isolated, waves, max(50, runs // 10)),
+        },
+    }
+    float_model = cost.float_tflite(model, work / "float.tflite")
+    if float_model is not None:
+        out["per_utterance_ms"]["digitd float32 model only"] = cost.tflite_invoke_ms(
+            float_model, features, runs)
+        out["model_bytes"]["digitd float32"] = float_model.stat().st_size
+    import pocketsphinx
+
+    ps_model = Path(pocketsphinx.get_model_path())
+    out["model_bytes"]["pocketsphinx en-us"] = sum(
+        p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
+    # the same harness for both: 8 kHz PCM on stdin, digits on stdout
+    stream = material.digit_stream("footprint", *fsdd.of("theo"), cfg.stream_digits, 20,
+                                   "pink", fsdd.waves[:50], seed=7)
+    pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    seconds = stream.samples.size / material.RATE
+    out["process"] = {}
+    for name in ("digitd", "pocketsphinx"):
+        run = cost.subprocess_footprint([sys.executable, "-m", "bench.recognizers", name], pcm)
+        out["process"][name] = {"ready_s": run["ready_s"], "peak_rss_mb": run["peak_rss_mb"],
+                                "cpu_seconds_per_audio_hour": run["cpu_s"] / seconds * 3600,
+                                "audio_seconds": seconds}
+    out["daemon"] = cost.daemon_on_pulse(cfg.daemon_seconds)
+    return out
+
+
+def fold_models(reports: Path) -> tuple[dict[str, Path | None], bool]:
+    models = {s: reports / "loso" / f"fold-{s}.tflite" for s in material.SPEAKERS}
+    if all(p.is_file() for p in models.values()):
+        return dict(models), True
+    return dict.fromkeys(material.SPEAKERS), False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CI-sized run, a few minutes")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
+    parser.add_argument("--reports", type=Path, default=REPO / "reports")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digitd" / "synth")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default: reports/bench, or reports/bench-quick)")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="default: BENCHMARKS.md (full run) or <out>/BENCHMARKS.md (quick)")
+    args = parser.parse_args(argv)
+    cfg = BenchConfig.quick_mode() if args.quick else BenchConfig()
+    out = args.out or args.reports / ("bench-quick" if args.quick else "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = args.markdown or (out / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f} s] {name}", file=sys.stderr, flush=True)
+
+    models, loso = fold_models(args.reports)
+    step("loading FSDD" + ("" if loso else " (no LOSO fold models: the shipped model stands in)"))
+    fsdd = material.load_fsdd(args.data / "recordings", cfg.per_digit)
+    peer = Pocketsphinx()
+    results: dict = {"config": asdict(cfg), "loso_models": loso}
+    step("isolated digits, held-out speakers")
+    results["isolated"] = isolated(fsdd, models, peer)
+    step("voices training never used")
+    results["unseen_voices"] = voices_and_words(cfg, args.cache, peer)
+    step("streams with noise")
+    results["streaming"] = streaming(cfg, fsdd, models, peer, out / "streams")
+    step("audio with no digit in it")
+    results["false_accepts"] = false_accepts(cfg, args.cache, peer)
+    step("cost")
+    results["cost"] = costs(cfg, fsdd, peer, out)
+    results["elapsed_s"] = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = report.write(results, out, markdown)
+    step(f"wrote {markdown} and {out}")
+    print(text)
+    return 0

@@ -1,0 +1,86 @@
+"""Scores: digit error rate by edit distance, and streaming matches in the manner of
+TensorFlow's test_streaming_accuracy (each emitted digit is matched to a spoken word near it:
+right, wrong, or a false positive; unmatched words are misses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Word:
+    digit: int
+    start: float  # seconds of stream time
+    end: float
+
+
+@dataclass(frozen=True)
+class Emitted:
+    digit: int
+    end: float  # where the recognizer says the word ended (stream time)
+    emitted: float  # stream time at which the digit came out, processing time included
+
+
+def edit_distance(a: list, b: list) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+@dataclass
+class StreamScore:
+    words: int = 0
+    matched: int = 0  # right digit for a spoken word
+    wrong: int = 0  # a spoken word given another digit
+    false_positive: int = 0  # a digit where no word was spoken
+    missed: int = 0  # a spoken word with no digit
+    edits: int = 0  # edit distance between emitted and spoken digit sequences
+    latencies_ms: list[float] | None = None
+
+    @property
+    def digit_error_rate(self) -> float:
+        return self.edits / max(1, self.words)
+
+    def add(self, other: StreamScore) -> None:
+        for name in ("words", "matched", "wrong", "false_positive", "missed", "edits"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latencies_ms = (self.latencies_ms or []) + (other.latencies_ms or [])
+
+    def summary(self) -> dict:
+        lat = self.latencies_ms or []
+        n = max(1, self.words)
+        return {
+            "words": self.words, "digit_error_rate": self.digit_error_rate,
+            "matched": self.matched / n, "wrong": self.wrong / n, "missed": self.missed / n,
+            "false_positives": self.false_positive,
+            "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
+            "latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
+        }
+
+
+def score_stream(truth: list[Word], emitted: list[Emitted], before: float = 0.3,
+                 after: float = 1.0) -> StreamScore:
+    """Match each emitted digit to the first unmatched word whose span, widened by `before`
+    and `after` seconds, holds the emitted word's end."""
+    score = StreamScore(words=len(truth), latencies_ms=[])
+    used = [False] * len(truth)
+    for e in emitted:
+        hit = next((i for i, w in enumerate(truth)
+                    if not used[i] and w.start - before <= e.end <= w.end + after), None)
+        if hit is None:
+            score.false_positive += 1
+            continue
+        used[hit] = True
+        if e.digit == truth[hit].digit:
+            score.matched += 1
+            score.latencies_ms.append((e.emitted - truth[hit].end) * 1000.0)
+        else:
+            score.wrong += 1
+    score.missed = used.count(False)
+    score.edits = edit_distance([e.digit for e in emitted], [w.digit for w in truth])
+    return score
