@@ -10,11 +10,8 @@ value out of range, broken TOML) stops the program at start with the file, key a
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
-import textwrap
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +139,11 @@ OPTIONS: tuple[Option, ...] = (
            "segments with less voiced audio are dropped (clicks, breaths)", low=10, high=5000),
     Option("vad.max_segment_ms", "--max-segment-ms", int, _SEG.max_segment_ms,
            "longer speech is rejected as not a digit", low=100, high=60000),
+    Option("vad.floor_margin_db", "--floor-margin-db", float, _SEG.floor_margin_db,
+           "a voiced frame must also be this far above the recent noise floor, so babble "
+           "and TV are not taken for speech (0: off)", low=0.0, high=60.0),
+    Option("vad.floor_window_ms", "--floor-window-ms", int, _SEG.floor_window_ms,
+           "the noise floor is the quietest moment of this window", low=100, high=30000),
     # MQTT
     Option("mqtt.url", "--mqtt", str, "", "publish digits to this broker: "
            "mqtt://[user:pass@]host[:port] or mqtts://... (empty: no MQTT)",
@@ -240,6 +242,7 @@ def find_config_file(explicit: Path | None, environ: dict[str, str] | None = Non
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Flat {key: value} from a TOML file, every key known and every value valid."""
+    import tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -258,6 +261,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key, value in flat.items():
         option = BY_KEY.get(key)
         if option is None:
+            import difflib
+
             hint = difflib.get_close_matches(key, BY_KEY, n=1)
             where = f"[{key.split('.')[0]}] table" if isinstance(value, dict) else "key"
             raise ConfigError(f"config file {path}: unknown {where} {key!r}"
@@ -333,6 +338,8 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
 
 def example_config() -> str:
     """A commented config file: every key, its meaning and its default."""
+    import textwrap
+
     lines = [
         "# digitd configuration (TOML). Every key is optional; the commented values are the",
         "# defaults. The command line overrides this file. Looked up at --config PATH, else",

@@ -30,6 +30,8 @@ class SegmenterSettings:
     release_ratio: float = 0.9  # share of unvoiced frames in the hangover that ends it
     min_speech_ms: int = 100  # less voiced audio is a click: dropped (FSDD digits: >= 140)
     max_segment_ms: int = 1800  # longer is closed here and flagged as too long
+    floor_margin_db: float = 6.0  # voiced also needs this much energy over the noise floor
+    floor_window_ms: int = 1500  # the floor is the quietest (smoothed) frame in this window
 
     def validate(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -46,6 +48,10 @@ class SegmenterSettings:
                 raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
         if self.max_segment_ms <= self.min_speech_ms:
             raise ValueError("max_segment_ms must exceed min_speech_ms")
+        if not 0.0 <= self.floor_margin_db <= 60.0:
+            raise ValueError(f"floor_margin_db must be within 0-60, got {self.floor_margin_db}")
+        if self.floor_window_ms < 10 * self.frame_ms:
+            raise ValueError(f"floor_window_ms must be at least 10 frames ({10 * self.frame_ms})")
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,17 @@ class VadSegmenter:
         self.triggered = False
         self._overlong = False  # inside speech that already ran past max_segment_ms
         self._last_voiced = 0  # frame count at the end of the latest voiced frame
+        # webrtcvad calls babble and other speech-like noise "speech"; a frame counts as
+        # voiced only if it also stands out from the recent noise floor (minimum statistics).
+        self._energy_db = -100.0  # smoothed frame energy
+        self._recent = collections.deque(maxlen=s.floor_window_ms // s.frame_ms)
 
     def is_speech(self, frame: np.ndarray) -> bool:
+        energy_db = 10.0 * np.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
+        self._energy_db = 0.6 * self._energy_db + 0.4 * energy_db
+        self._recent.append(self._energy_db)
+        if energy_db < min(self._recent) + self.settings.floor_margin_db:
+            return False
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         return self._vad.is_speech(pcm, self.rate)
 

@@ -192,3 +192,47 @@ def test_bad_segmenter_settings_are_clear_errors(bad):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "digitd" in result.stderr and "Traceback" not in result.stderr
+
+
+def babble(recordings, n: int, seed: int) -> np.ndarray:
+    """Eight overlapping talkers (FSDD, reversed so that no digit can be heard)."""
+    from digitd.daemon.audio import read_audio
+
+    rng = np.random.default_rng(seed)
+    files = sorted(recordings.glob("*_jackson_*.wav")) + sorted(recordings.glob("*_lucas_*.wav"))
+    out = np.zeros(n)
+    for _ in range(8):
+        src = np.tile(read_audio(files[rng.integers(len(files))], 8000)[::-1], n // 2000 + 2)
+        offset = int(rng.integers(2000))
+        out += src[offset : offset + n]
+    return out / np.std(out)
+
+
+def cleanly_segmented(segments, spans) -> int:
+    """Words covered by a segment that touches no other word."""
+    count = 0
+    for start, end in spans:
+        for seg in segments:
+            others = [(a, b) for a, b in spans if (a, b) != (start, end)
+                      and a < seg.end and b > seg.start]
+            if seg.start <= start + 0.1 and seg.end >= end - 0.1 and not others:
+                count += 1
+                break
+    return count
+
+
+def test_noise_floor_keeps_words_apart_in_babble(recordings):
+    stream = build_stream(recordings, NAMES, PAUSES, noise=0.0)
+    spans = [(int(a * 8000), int(b * 8000)) for a, b in stream.spans]
+    speech_power = np.mean(np.concatenate([stream.samples[a:b] for a, b in spans]) ** 2)
+    gated = plain = 0
+    for seed in range(6):
+        noisy = (stream.samples + babble(recordings, stream.samples.size, seed)
+                 * np.sqrt(speech_power / 10 ** (20 / 10))).astype(np.float32)  # 20 dB SNR
+        gated += cleanly_segmented(segments_of(noisy), stream.spans)
+        # webrtcvad alone calls much of the babble speech, and words run together
+        plain += cleanly_segmented(segments_of(noisy, SegmenterSettings(floor_margin_db=0.0)),
+                                   stream.spans)
+    words = 6 * len(NAMES)
+    assert gated >= 0.8 * words, (gated, plain)
+    assert gated >= plain + 0.15 * words, (gated, plain)
