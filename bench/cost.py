@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +127,14 @@ def daemon_on_pulse(seconds: float) -> dict:
         proc = subprocess.Popen([sys.executable, "-c", probe],
                                 env={**pulse.env, "NOTIFY_SOCKET": notify.address},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log: list[tuple[float, str]] = []
+
+        def read_log() -> None:
+            for line in proc.stderr:
+                log.append((time.monotonic(), line))
+
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
         try:
             ready = notify.wait_for("READY=1", timeout=30) - started
             time.sleep(3)  # steady state: stream start-up is not "hearing silence"
@@ -134,9 +143,12 @@ def daemon_on_pulse(seconds: float) -> dict:
             cpu1, peak = proc_stat(proc.pid)
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+            reader.join(timeout=5)
             notify.close()
             pulse.stop()
-    heavy = next((x for x in err.splitlines() if x.startswith("HEAVY=")), "HEAVY=?")[6:]
-    return {"ready_s": ready, "cpu_share_silence": (cpu1 - cpu0) / seconds,
+    opened = next((t - started for t, line in log if "listening on" in line), None)
+    heavy = next((x for _, x in log if x.startswith("HEAVY=")), "HEAVY=?")[6:].strip()
+    return {"stream_open_s": opened, "ready_s": ready,
+            "cpu_share_silence": (cpu1 - cpu0) / seconds,
             "peak_rss_mb": peak / 2**20, "heavy_modules": heavy.split(",") if heavy else []}

@@ -264,7 +264,10 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               table(["model", "time", "size"], model_rows), ""]
     d = c["daemon"]
     parts += ["The daemon itself (`digitd listen` on a PulseAudio null-sink monitor, a real "
-              f"PortAudio device): ready {d['ready_s']:.2f} s after start (systemd READY=1), "
+              f"PortAudio device): model loaded and the input stream open "
+              f"{d['stream_open_s']:.2f} s after start; the first audio, when digitd tells "
+              f"systemd READY=1, {d['ready_s']:.2f} s after start (PulseAudio's null sink "
+              "delivers its first block of monitor audio ~2 s after a recorder connects); "
               f"{100 * d['cpu_share_silence']:.1f}% of one core while hearing silence, peak "
               f"RSS {d['peak_rss_mb']:.0f} MB, heavy modules imported: "
               f"{', '.join(d['heavy_modules']) or 'none'}.", ""]

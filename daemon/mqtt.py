@@ -129,11 +129,13 @@ class MqttPublisher:
     # paho callbacks, on its network thread
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            if self._refused != str(reason_code):  # once per change, not once per retry
+                log.error("MQTT broker %s:%d refused the connection: %s", self.host,
+                          self.port, reason_code)
             self._refused = str(reason_code)
-            log.error("MQTT broker %s:%d refused the connection: %s", self.host, self.port,
-                      reason_code)
             self._first_result.set()
             return
+        self._refused = None
         self.connected = True
         with self._lock:
             queued = len(self._pending)
@@ -188,6 +190,14 @@ class MqttPublisher:
             log.warning("MQTT queue full (%d digits waiting for the broker): dropped digit %s "
                         "(%d dropped so far)", self.settings.queue_size, payload.get("digit"),
                         self.dropped)
+            return
+        if self.settings.qos == 0:  # fire and forget: nothing will acknowledge it
+            if info.rc == paho.MQTT_ERR_NO_CONN:
+                self.dropped += 1
+                log.warning("MQTT broker unreachable: digit %s lost (qos 0 is not queued)",
+                            payload.get("digit"))
+            else:
+                self.published += 1
             return
         self.published += 1
         with self._lock:
