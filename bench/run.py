@@ -217,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="results folder (default: reports/bench, or reports/bench-quick)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="default: BENCHMARKS.md (full run) or <out>/BENCHMARKS.md (quick)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the markdown and plots from the last results.json")
     args = parser.parse_args(argv)
     cfg = BenchConfig.quick_mode() if args.quick else BenchConfig()
     out = args.out or args.reports / ("bench-quick" if args.quick else "bench")
     out.mkdir(parents=True, exist_ok=True)
     markdown = args.markdown or (out / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
+    if args.report_only:
+        report.write(json.loads((out / "results.json").read_text()), out, markdown)
+        return 0
     started = time.monotonic()
 
     def step(name: str) -> None:
