@@ -10,6 +10,7 @@ length is closed there and marked, so the caller can split or reject it on purpo
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,7 +120,7 @@ class VadSegmenter:
         self._recent = collections.deque(maxlen=s.floor_window_ms // s.frame_ms)
 
     def is_speech(self, frame: np.ndarray) -> bool:
-        energy_db = 10.0 * np.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
+        energy_db = 10.0 * math.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
         self._energy_db = 0.6 * self._energy_db + 0.4 * energy_db
         self._recent.append(self._energy_db)
         if energy_db < min(self._recent) + self.settings.floor_margin_db:

@@ -15,7 +15,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -231,7 +231,7 @@ class MicrophoneSource:
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    def _reopen_forever(self) -> Iterator[Block]:
+    def _reopen_forever(self) -> Generator[Block, None, StreamResampler | None]:
         """Open the device, retrying with backoff; returns the resampler, None when stopped.
 
         Yields an empty gap block about every second while it waits, so the consumer's

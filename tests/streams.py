@@ -66,3 +66,8 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
         else:
             raise AssertionError(f"no take of {digit} by {speaker} is clearly recognized")
     return names
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples as raw s16le PCM, what `digitd listen --input -` reads."""
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import queue
 import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
+from .daemon import CLI, Daemon
 from .notify_socket import NotifySocket
 from .pulse import PulseServer
 from .streams import build_stream, clear_takes, write_stream
 
-CLI = [sys.executable, "-m", "digitd.daemon.cli"]
 WANTED = [(2, "jackson"), (9, "theo"), (4, "nicolas"), (7, "lucas"), (0, "george")]
 PAUSES = [0.8, 0.6, 0.9, 0.7, 0.8]
 
@@ -32,63 +29,20 @@ def pulse(tmp_path):
     server.stop()
 
 
-class Daemon:
-    """digitd listen as a subprocess, its stdout lines and stderr collected by threads."""
-
-    def __init__(self, env: dict, *args: str) -> None:
-        self.proc = subprocess.Popen([*CLI, "listen", "--format", "jsonl", *args], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put),
-                         daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append),
-                         daemon=True).start()
-
-    @staticmethod
-    def _pump(stream, sink) -> None:
-        for line in stream:
-            sink(line)
-
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.stderr):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no {text!r} in daemon log:\n" + "".join(self.stderr))
-
-    def digits(self, count: int, timeout: float) -> list[dict]:
-        rows = []
-        deadline = time.monotonic() + timeout
-        while len(rows) < count and time.monotonic() < deadline:
-            try:
-                rows.append(json.loads(self.lines.get(timeout=0.2)))
-            except queue.Empty:
-                continue
-        return rows
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(timeout=5)
-
-
 def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings, names,
                                                               tmp_path):
     stream = build_stream(recordings, names, PAUSES, rate=44100)
     wav = write_stream(stream, tmp_path / "digits.wav")
-    daemon = Daemon(pulse.env, "--device", "pulse")
+    daemon = Daemon("--device", "pulse", env=pulse.env)
     try:
         daemon.wait_for_log("listening on", timeout=30)
         pulse.play(wav)
-        rows = daemon.digits(len(names), timeout=10)
+        rows = daemon.rows(len(names), timeout=10)
     finally:
         code = daemon.stop()
     assert code == 0
     got = [r["digit"] for r in rows]
-    assert got == stream.digits, "".join(daemon.stderr)
+    assert got == stream.digits, daemon.log()
     assert all(0 <= r["latency_ms"] < 1000 and r["end"] > r["start"] for r in rows)
 
 
@@ -96,13 +50,13 @@ def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tm
     stream = build_stream(recordings, names[:3], PAUSES[:3], rate=16000)
     wav = write_stream(stream, tmp_path / "digits.wav")
     notify = NotifySocket(path=tmp_path / "notify")
-    daemon = Daemon({**pulse.env, "NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "1000000"},
-                    "--device", "pulse")
+    daemon = Daemon("--device", "pulse", env={**pulse.env, "NOTIFY_SOCKET": notify.address,
+                                              "WATCHDOG_USEC": "1000000"})
     try:
         daemon.wait_for_log("listening on", timeout=30)
         notify.wait_for("READY=1", timeout=10)
         pulse.play(wav)
-        before = daemon.digits(3, timeout=10)
+        before = daemon.rows(3, timeout=10)
         pulse.unload_sink()  # the microphone is pulled out
         daemon.wait_for_log("reopening", timeout=15)
         assert daemon.proc.poll() is None, "daemon exited when the device went away"
@@ -116,16 +70,16 @@ def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tm
         pulse.load_sink()  # ... and plugged back in
         daemon.wait_for_log("input device back", timeout=30)
         pulse.play(wav)
-        after = daemon.digits(3, timeout=10)
+        after = daemon.rows(3, timeout=10)
     finally:
         code = daemon.stop()
         notify.close()
     assert code == 0
     assert [r["digit"] for r in before] == stream.digits
-    assert [r["digit"] for r in after] == stream.digits, "".join(daemon.stderr)
+    assert [r["digit"] for r in after] == stream.digits, daemon.log()
     assert any(s.startswith("STATUS=listening on") and "3 digits so far" in s
                for s in notify.lines("STATUS="))
-    log = "".join(daemon.stderr)
+    log = daemon.log()
     assert log.count("input device unavailable") <= 1  # logged once per state change
 
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
-import sys
-import threading
 import time
 from importlib import resources
 
 import numpy as np
 import pytest
 
+from .daemon import CLI, Daemon
 from .mosquitto import Mosquitto, Subscriber, free_port, make_certificates
 from .streams import build_stream, clear_takes
 
-CLI = [sys.executable, "-m", "digitd.daemon.cli"]
 SAMPLE = str(resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav"))
 PAYLOAD_KEYS = {"file", "digit", "confidence", "start", "end", "latency_ms", "time",
                 "event_type"}
@@ -28,47 +25,6 @@ def broker(tmp_path):
     server = Mosquitto(tmp_path / "broker").start()
     yield server
     server.stop()
-
-
-def pcm(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-class Listener:
-    """digitd listen --input - with MQTT, stdout lines collected by a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*CLI, "listen", "--input", "-", "--rate", "8000",
-                                      "--format", "jsonl", *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines: queue.Queue = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put),
-                         daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr.append),
-                         daemon=True).start()
-
-    @staticmethod
-    def _pump(stream, sink) -> None:
-        for line in stream:
-            sink(line.decode())
-
-    def say(self, samples: np.ndarray) -> None:
-        self.proc.stdin.write(pcm(samples))
-        self.proc.stdin.flush()
-
-    def digits(self, count: int, timeout: float) -> list[int]:
-        got: list[int] = []
-        deadline = time.monotonic() + timeout
-        while len(got) < count and time.monotonic() < deadline:
-            try:
-                got.append(json.loads(self.lines.get(timeout=0.1))["digit"])
-            except queue.Empty:
-                continue
-        return got
-
-    def log(self) -> str:
-        return "".join(self.stderr)
 
 
 def test_recognize_publishes_each_digit_with_the_documented_payload(broker):
@@ -112,7 +68,8 @@ def test_broker_outage_mid_stream_loses_no_digit(broker, recordings):
     parts = [build_stream(recordings, names[i:j], [0.8] * (j - i), seed=i)
              for i, j in ((0, 2), (2, 4), (4, 5))]
     sub = Subscriber(broker)
-    daemon = Listener("--mqtt", broker.url(), "--mqtt-device-id", "door")
+    daemon = Daemon("--input", "-", "--rate", "8000", "--mqtt", broker.url(), "--mqtt-device-id",
+                    "door", stdin=True)
     try:
         daemon.say(parts[0].samples)
         assert daemon.digits(2, timeout=20) == [2, 9], daemon.log()
@@ -129,8 +86,7 @@ def test_broker_outage_mid_stream_loses_no_digit(broker, recordings):
         daemon.proc.stdin.close()
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.kill()
         sub.close()
     assert [json.loads(m.payload)["digit"] for m in delivered] == [2, 9, 4, 7, 0], (
         daemon.log())
@@ -161,7 +117,8 @@ def test_wrong_password_is_a_clear_error(tmp_path):
 
 def test_last_will_says_offline_when_the_daemon_is_killed(broker):
     sub = Subscriber(broker)
-    daemon = Listener("--mqtt", broker.url(), "--mqtt-device-id", "kitchen")
+    daemon = Daemon("--input", "-", "--rate", "8000", "--mqtt", broker.url(), "--mqtt-device-id",
+                    "kitchen", stdin=True)
     try:
         daemon.say(np.zeros(8000))
         online = sub.wait("kitchen/availability", 1, timeout=20)
@@ -170,8 +127,7 @@ def test_last_will_says_offline_when_the_daemon_is_killed(broker):
         daemon.proc.wait(timeout=5)
         messages = sub.wait("kitchen/availability", 2, timeout=10)
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.kill()
         sub.close()
     assert [m.payload for m in messages] == [b"online", b"offline"]
 

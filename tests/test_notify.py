@@ -15,14 +15,10 @@ import pytest
 from digitd.daemon.notify import Notifier, watchdog_interval
 
 from .notify_socket import NotifySocket
-from .streams import build_stream, clear_takes
+from .streams import build_stream, clear_takes, pcm16
 
 CLI = [sys.executable, "-m", "digitd.daemon.cli"]
 WATCHDOG_USEC = 600_000  # pings expected every 0.3 s
-
-
-def pcm(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 class Feeder:
@@ -36,7 +32,7 @@ class Feeder:
         self._thread.start()
 
     def _run(self) -> None:
-        silence = pcm(np.random.default_rng(0).normal(size=160) * 1e-3)
+        silence = pcm16(np.random.default_rng(0).normal(size=160) * 1e-3)
         while True:
             self.flowing.wait()
             chunk = self.queue.pop(0) if self.queue else silence
@@ -78,7 +74,7 @@ def test_ready_after_audio_flows_watchdog_pings_and_stops_when_audio_stalls(
 
         # A word makes the status count it.
         stream = build_stream(recordings, clear_takes(recordings, [(4, "theo")]), [0.6])
-        feeder.queue += [pcm(stream.samples[i:i + 160])
+        feeder.queue += [pcm16(stream.samples[i:i + 160])
                          for i in range(0, stream.samples.size, 160)]
         time.sleep(3.0)
         pings = notify_socket.times("WATCHDOG=1", since=ready)
@@ -115,7 +111,7 @@ def test_abstract_notify_socket():
     sock = NotifySocket(abstract=name)
     try:
         proc = start_daemon(sock.env())
-        proc.stdin.write(pcm(np.zeros(8000)))
+        proc.stdin.write(pcm16(np.zeros(8000)))
         proc.stdin.flush()
         sock.wait_for("READY=1", timeout=30)
         proc.stdin.close()  # end of input: the daemon finishes and says it is stopping
@@ -143,7 +139,7 @@ def test_a_vanished_notify_socket_never_stops_the_daemon(tmp_path, recordings):
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "gone"), "WATCHDOG_USEC": "100000"}
     stream = build_stream(recordings, clear_takes(recordings, [(7, "lucas")]), [0.8])
     done = subprocess.run([*CLI, "listen", "--input", "-", "--rate", "8000"], env=env,
-                          input=pcm(stream.samples), capture_output=True, timeout=60)
+                          input=pcm16(stream.samples), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().split() == ["7"]
     assert done.stderr.decode().count("cannot notify systemd") == 1
