@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from digitd.train.data import Utterances
 
 from bench.scoring import Word
 
 RATE = 8000
-WORDS_OF_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 # espeak-ng variants absent from training's voices (train/synth.py), in four accents
 UNSEEN_VARIANTS = ("+Alicia", "+Andrea", "+anika", "+grandma", "+shelby", "+steph",
@@ -29,30 +29,18 @@ PHRASES = ("turn on the kitchen light", "what time is it", "open the garage door
            "the weather is nice today", "call my brother tomorrow")
 
 
-@dataclass
-class Fsdd:
-    waves: list[np.ndarray]
-    digits: list[int]
-    speakers: list[str]
+def load_fsdd(data: Path, per_digit: int | None = None) -> Utterances:
+    """FSDD through training's loader (bad files skipped and counted): all takes, or the
+    first `per_digit` per digit and speaker."""
+    from digitd.train.data import load_fsdd as load
 
-    def of(self, speaker: str) -> tuple[list[np.ndarray], list[int]]:
-        idx = [i for i, s in enumerate(self.speakers) if s == speaker]
-        return [self.waves[i] for i in idx], [self.digits[i] for i in idx]
+    return load(data, RATE, per_digit)
 
 
-def load_fsdd(recordings: Path, per_digit: int | None = None) -> Fsdd:
-    """FSDD files (all, or the first `per_digit` takes per digit and speaker)."""
-    from digitd.daemon.audio import read_audio
-
-    out = Fsdd([], [], [])
-    for path in sorted(recordings.glob("*.wav")):
-        digit, speaker, take = path.stem.split("_")
-        if speaker not in SPEAKERS or (per_digit is not None and int(take) >= per_digit):
-            continue
-        out.waves.append(read_audio(path, RATE))
-        out.digits.append(int(digit))
-        out.speakers.append(speaker)
-    return out
+def of_speaker(fsdd: Utterances, speaker: str) -> tuple[list[np.ndarray], list[int]]:
+    keep = [s == speaker for s in fsdd.speakers]
+    return ([w for w, k in zip(fsdd.waves, keep, strict=True) if k],
+            [d for d, k in zip(fsdd.digits, keep, strict=True) if k])
 
 
 def unseen_voices(count: int | None = None):

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digitd.train.synth import DIGIT_WORDS
 
 from bench.scoring import Emitted
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+WORDS = DIGIT_WORDS
 ONE_DIGIT = ("#JSGF V1.0;\ngrammar digit;\npublic <digit> = "
              + " | ".join((*WORDS, "oh")) + ";\n")
 DIGITS = ("#JSGF V1.0;\ngrammar digits;\n<digit> = " + " | ".join((*WORDS, "oh"))

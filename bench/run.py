@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from digitd.train.data import Utterances  # noqa: E402
+from digitd.train.synth import DIGIT_WORDS  # noqa: E402
+
 from bench import cost, material, report  # noqa: E402
 from bench.recognizers import Digitd, Pocketsphinx  # noqa: E402
 from bench.scoring import StreamScore, score_stream  # noqa: E402
@@ -49,10 +52,10 @@ class BenchConfig:
                    inference_runs=200, daemon_seconds=5.0)
 
 
-def isolated(fsdd: material.Fsdd, models: dict[str, Path | None], peer: Pocketsphinx) -> dict:
+def isolated(fsdd: Utterances, models: dict[str, Path | None], peer: Pocketsphinx) -> dict:
     out: dict = {"digitd": {}, "pocketsphinx": {}}
     for speaker in material.SPEAKERS:
-        waves, digits = fsdd.of(speaker)
+        waves, digits = material.of_speaker(fsdd, speaker)
         if not waves:
             continue
         ours = Digitd(models[speaker])
@@ -65,12 +68,12 @@ def isolated(fsdd: material.Fsdd, models: dict[str, Path | None], peer: Pocketsp
 
 def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
     voices = material.unseen_voices(cfg.voices)
-    digits = material.synthesized(voices, list(material.WORDS_OF_DIGITS), cache)
+    digits = material.synthesized(voices, list(DIGIT_WORDS), cache)
     words = material.synthesized(voices, material.non_digit_words(), cache)
     ours = Digitd()
     out: dict = {"voices": len(voices), "digit_clips": len(digits), "word_clips": len(words)}
     for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
-        said = [material.WORDS_OF_DIGITS.index(t) for t, _ in digits]
+        said = [DIGIT_WORDS.index(t) for t, _ in digits]
         heard = [recognizer.isolated(w) for _, w in digits]
         taken = [recognizer.isolated(w) for _, w in words]
         out[name] = {
@@ -81,11 +84,11 @@ def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
     return out
 
 
-def speaker_streams(cfg: BenchConfig, fsdd: material.Fsdd, speaker: str, model: Path | None,
+def speaker_streams(cfg: BenchConfig, fsdd: Utterances, speaker: str, model: Path | None,
                     truth_dir: Path) -> tuple[dict, dict, float]:
     """One held-out speaker's streams through both recognizers: scores, CPU, audio seconds."""
     k = material.SPEAKERS.index(speaker)
-    waves, digits = fsdd.of(speaker)
+    waves, digits = material.of_speaker(fsdd, speaker)
     others = [w for s, w in zip(fsdd.speakers, fsdd.waves, strict=True) if s != speaker]
     recognizers = (Digitd(model), Pocketsphinx())
     scores: dict = {}
@@ -106,14 +109,14 @@ def speaker_streams(cfg: BenchConfig, fsdd: material.Fsdd, speaker: str, model: 
     return scores, cpu, audio_seconds
 
 
-def streaming(cfg: BenchConfig, fsdd: material.Fsdd, models: dict[str, Path | None],
+def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None],
               truth_dir: Path) -> dict:
     """Every held-out speaker's streams, two speakers at a time (one per core): pocketsphinx
     decodes long noisy utterances slowly. CPU time is measured inside each worker."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    speakers = [s for s in material.SPEAKERS if fsdd.of(s)[0]]
+    speakers = [s for s in material.SPEAKERS if material.of_speaker(fsdd, s)[0]]
     scores = {(name, kind, snr): StreamScore(latencies_ms=[])
               for name in ("digitd", "pocketsphinx") for kind in cfg.noises for snr in cfg.snrs}
     cpu = {"digitd": 0.0, "pocketsphinx": 0.0}
@@ -157,7 +160,7 @@ def false_accepts(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
     return out
 
 
-def costs(cfg: BenchConfig, fsdd: material.Fsdd, peer: Pocketsphinx, work: Path) -> dict:
+def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx, work: Path) -> dict:
     from digitd.daemon.features import extract
     from digitd.daemon.model import default_model_path
 
@@ -185,8 +188,8 @@ def costs(cfg: BenchConfig, fsdd: material.Fsdd, peer: Pocketsphinx, work: Path)
     out["model_bytes"]["pocketsphinx en-us"] = sum(
         p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
     # the same harness for both: 8 kHz PCM on stdin, digits on stdout
-    stream = material.digit_stream("footprint", *fsdd.of("theo"), cfg.stream_digits, 20,
-                                   "pink", fsdd.waves[:50], seed=7)
+    stream = material.digit_stream("footprint", *material.of_speaker(fsdd, "theo"),
+                                   cfg.stream_digits, 20, "pink", fsdd.waves[:50], seed=7)
     pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()
     seconds = stream.samples.size / material.RATE
     out["process"] = {}
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models, loso = fold_models(args.reports)
     step("loading FSDD" + ("" if loso else " (no LOSO fold models: the shipped model stands in)"))
-    fsdd = material.load_fsdd(args.data / "recordings", cfg.per_digit)
+    fsdd = material.load_fsdd(args.data, cfg.per_digit)
     peer = Pocketsphinx()
     results: dict = {"config": asdict(cfg), "loso_models": loso}
     step("isolated digits, held-out speakers")
