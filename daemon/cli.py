@@ -15,7 +15,6 @@ $XDG_CONFIG_HOME/digitd/config.toml, else /etc/digitd/config.toml); options over
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
@@ -69,11 +68,7 @@ class EventPrinter:
             if event.digit is not None:
                 self.digits += 1
             if self.fmt == "jsonl":
-                row = event.to_json()
-                row["time"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-                if file is not None:
-                    row = {"file": file, **row}
-                emit(json.dumps(row))
+                emit(json.dumps(event.row(file)))
             else:
                 emit("-" if event.digit is None else str(event.digit))
 
@@ -193,9 +188,9 @@ def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Set
                 emit("-" if digit is None else str(digit))
             if publisher is not None and result.prediction is not None and (
                     result.prediction.digit is not None):
-                from .mqtt import event_time
+                from .pipeline import wall_time
 
-                publisher.publish({**result.to_json(), "time": event_time(),
+                publisher.publish({**result.to_json(), "time": wall_time(),
                                    "event_type": str(result.prediction.digit)})
     finally:
         if publisher is not None and publisher.close():

@@ -203,20 +203,22 @@ class Settings:
             lines.append(f"# effective settings; config file: {self.file}")
         else:
             lines.append("# effective settings; no config file found")
-        for section in SECTIONS:
-            if section:
-                lines += ["", f"[{section}]"]
-            for option in OPTIONS:
-                if option.key.rpartition(".")[0] != section:
-                    continue
-                name = option.key.rpartition(".")[2]
-                value = self.values[option.key]
-                origin = self.origin[option.key]
-                if value is None:
-                    lines.append(f"# {name} = (unset)  # {origin}")
-                else:
-                    lines.append(f"{name} = {toml_value(value)}  # {origin}")
+        lines += toml_lines(lambda option, name: [
+            f"{name} = {toml_value(self.values[option.key])}  # {self.origin[option.key]}"])
         return "\n".join(lines) + "\n"
+
+
+def toml_lines(render: Callable[[Option, str], list[str]]) -> list[str]:
+    """Every option in TOML order (top-level keys, then each table), as `render` writes it."""
+    lines: list[str] = []
+    for section in SECTIONS:
+        if section:
+            lines += ["", f"[{section}]"]
+        for option in OPTIONS:
+            table, _, name = option.key.rpartition(".")
+            if table == section:
+                lines += render(option, name)
+    return lines
 
 
 def toml_value(value: Any) -> str:
@@ -346,20 +348,15 @@ def example_config() -> str:
         "# $XDG_CONFIG_HOME/digitd/config.toml (~/.config/digitd/config.toml), else",
         "# /etc/digitd/config.toml. Check a file with: digitd config --check --config FILE",
     ]
-    for section in SECTIONS:
-        if section:
-            lines += ["", f"[{section}]"]
-        for option in OPTIONS:
-            if option.key.rpartition(".")[0] != section:
-                continue
-            name = option.key.rpartition(".")[2]
-            about = f"{option.help} ({option.describe_type()}; {option.flag})"
-            lines += textwrap.wrap(about, 96, initial_indent="# ", subsequent_indent="#   ")
-            if option.default not in (None, ""):
-                lines.append(f"# {name} = {toml_value(option.default)}")
-            elif option.example is not None:
-                lines.append(f"# {name} = {toml_value(option.example)}  # an example; unset by "
-                             "default")
-            else:
-                lines.append(f"# {name} = \"\"")
-    return "\n".join(lines) + "\n"
+
+    def commented(option: Option, name: str) -> list[str]:
+        about = f"{option.help} ({option.describe_type()}; {option.flag})"
+        out = textwrap.wrap(about, 96, initial_indent="# ", subsequent_indent="#   ")
+        if option.default not in (None, ""):
+            return out + [f"# {name} = {toml_value(option.default)}"]
+        if option.example is not None:
+            return out + [f"# {name} = {toml_value(option.example)}  # an example; unset by "
+                          "default"]
+        return out + [f"# {name} = \"\""]
+
+    return "\n".join(lines + toml_lines(commented)) + "\n"

@@ -215,12 +215,7 @@ class MqttPublisher:
         for event in events:
             if event.digit is None:
                 continue
-            payload = event.to_json()
-            payload["time"] = event_time()
-            if file is not None:
-                payload = {"file": file, **payload}
-            payload["event_type"] = str(event.digit)
-            self.publish(payload)
+            self.publish({**event.row(file), "event_type": str(event.digit)})
 
     def close(self, flush_seconds: float = 5.0) -> int:
         """Wait for queued digits to be acknowledged, say offline, disconnect.
@@ -260,8 +255,3 @@ class MqttPublisher:
                        "model": "offline spoken-digit recognizer", "sw_version": __version__},
         }
 
-
-def event_time() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

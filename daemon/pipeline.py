@@ -7,6 +7,7 @@ microphones, files or stdout.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,16 @@ class Event:
         if self.reason:
             out["reason"] = self.reason
         return out
+
+    def row(self, file: str | None = None) -> dict:
+        """What the sinks publish: the event, the wall-clock time, and the file it came from."""
+        out = {**self.to_json(), "time": wall_time()}
+        return {"file": file, **out} if file is not None else out
+
+
+def wall_time() -> str:
+    """Now, ISO 8601 in UTC with milliseconds: the "time" of every output line."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
