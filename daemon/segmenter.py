@@ -33,6 +33,8 @@ class SegmenterSettings:
     max_segment_ms: int = 1800  # longer is closed here and flagged as too long
     floor_margin_db: float = 6.0  # voiced also needs this much energy over the noise floor
     floor_window_ms: int = 1500  # the floor is the quietest (smoothed) frame in this window
+    release_db: float = 20.0  # inside a segment, frames this far under its loudest frame
+    # count as unvoiced: a word ends even when the room keeps talking (babble is "speech")
 
     def validate(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -49,6 +51,8 @@ class SegmenterSettings:
                 raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
         if self.max_segment_ms <= self.min_speech_ms:
             raise ValueError("max_segment_ms must exceed min_speech_ms")
+        if not 6.0 <= self.release_db <= 90.0:
+            raise ValueError(f"release_db must be within 6-90, got {self.release_db}")
         if not 0.0 <= self.floor_margin_db <= 60.0:
             raise ValueError(f"floor_margin_db must be within 0-60, got {self.floor_margin_db}")
         if self.floor_window_ms < 10 * self.frame_ms:
@@ -118,6 +122,7 @@ class VadSegmenter:
         # voiced only if it also stands out from the recent noise floor (minimum statistics).
         self._energy_db = -100.0  # smoothed frame energy
         self._recent = collections.deque(maxlen=s.floor_window_ms // s.frame_ms)
+        self._peak_db = -100.0  # loudest smoothed frame of the open segment
 
     def is_speech(self, frame: np.ndarray) -> bool:
         energy_db = 10.0 * math.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
@@ -133,6 +138,9 @@ class VadSegmenter:
             raise ValueError(f"expected a frame of {self.frame_samples} samples, got {frame.shape}")
         voiced = self.is_speech(frame)
         self._position += 1
+        if self.triggered:
+            self._peak_db = max(self._peak_db, self._energy_db)
+            voiced = voiced and self._energy_db >= self._peak_db - self.settings.release_db
         if voiced:
             self._last_voiced = self._position
         if not self.triggered:
@@ -147,6 +155,7 @@ class VadSegmenter:
                 self._frames = list(self._history)  # pre-roll
                 self._voiced = n_voiced
                 self._start_frame = self._position - len(self._frames)
+                self._peak_db = max(list(self._recent)[-len(self._frames):])
                 self._release.clear()
                 self._trigger.clear()
                 self._trigger_voiced = 0
