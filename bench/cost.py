@@ -107,48 +107,73 @@ def proc_stat(pid: int) -> tuple[float, int]:
 
 def daemon_on_pulse(seconds: float) -> dict:
     """`digitd listen` on a PulseAudio null-sink monitor (a real PortAudio device): time to
-    ready, share of one core while it hears silence, peak RSS, heavy modules imported."""
+    ready, share of one core while it hears silence, peak RSS, heavy modules imported.
+
+    A microphone's clock always runs, so the sink is kept running by a player of silence
+    at 20 ms latency. An idle null sink renders its first monitor block only ~2 s after a
+    recorder connects; readiness there is measured too (`ready_idle_sink_s`)."""
     sys.path.insert(0, str(REPO))
     from tests.notify_socket import NotifySocket
-    from tests.pulse import PulseServer
+    from tests.pulse import SINK, PulseServer
 
     with tempfile.TemporaryDirectory() as tmp:
         pulse = PulseServer(Path(tmp)).start()
-        notify = NotifySocket(path=Path(tmp) / "notify")
-        probe = ("import runpy, sys, atexit\n"
-                 "def report():\n"
-                 "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "
-                 "if m in sys.modules]\n"
-                 "    print('HEAVY=' + ','.join(heavy), file=sys.stderr, flush=True)\n"
-                 "atexit.register(report)\n"
-                 "sys.argv = ['digitd', 'listen', '--device', 'pulse']\n"
-                 "runpy.run_module('digitd.daemon.cli', run_name='__main__')\n")
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", probe],
-                                env={**pulse.env, "NOTIFY_SOCKET": notify.address},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        log: list[tuple[float, str]] = []
-
-        def read_log() -> None:
-            for line in proc.stderr:
-                log.append((time.monotonic(), line))
-
-        reader = threading.Thread(target=read_log, daemon=True)
-        reader.start()
         try:
-            ready = notify.wait_for("READY=1", timeout=30) - started
+            idle = _daemon_run(pulse, Path(tmp) / "idle", NotifySocket, 0.0)
+            player = subprocess.Popen(
+                ["pacat", "--playback", f"--device={SINK}", "--format=s16le", "--rate=8000",
+                 "--channels=1", "--latency-msec=20", "/dev/zero"],
+                env=pulse.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.0)
+                running = _daemon_run(pulse, Path(tmp) / "running", NotifySocket, seconds)
+            finally:
+                player.kill()
+                player.wait()
+        finally:
+            pulse.stop()
+    return {**running, "ready_idle_sink_s": idle["ready_s"]}
+
+
+def _daemon_run(pulse, folder: Path, notify_socket, seconds: float) -> dict:
+    folder.mkdir()
+    notify = notify_socket(path=folder / "notify")
+    probe = ("import runpy, sys, atexit\n"
+             "def report():\n"
+             "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "
+             "if m in sys.modules]\n"
+             "    print('HEAVY=' + ','.join(heavy), file=sys.stderr, flush=True)\n"
+             "atexit.register(report)\n"
+             "sys.argv = ['digitd', 'listen', '--device', 'pulse']\n"
+             "runpy.run_module('digitd.daemon.cli', run_name='__main__')\n")
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", probe],
+                            env={**pulse.env, "NOTIFY_SOCKET": notify.address},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log: list[tuple[float, str]] = []
+
+    def read_log() -> None:
+        for line in proc.stderr:
+            log.append((time.monotonic(), line))
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        ready = notify.wait_for("READY=1", timeout=30) - started
+        cpu0 = cpu1 = 0.0
+        if seconds > 0:
             time.sleep(3)  # steady state: stream start-up is not "hearing silence"
             cpu0, _ = proc_stat(proc.pid)
             time.sleep(seconds)
-            cpu1, peak = proc_stat(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            reader.join(timeout=5)
-            notify.close()
-            pulse.stop()
+            cpu1, _ = proc_stat(proc.pid)
+        _, peak = proc_stat(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        reader.join(timeout=5)
+        notify.close()
     opened = next((t - started for t, line in log if "listening on" in line), None)
     heavy = next((x for _, x in log if x.startswith("HEAVY=")), "HEAVY=?")[6:].strip()
     return {"stream_open_s": opened, "ready_s": ready,
-            "cpu_share_silence": (cpu1 - cpu0) / seconds,
+            "cpu_share_silence": (cpu1 - cpu0) / seconds if seconds > 0 else None,
             "peak_rss_mb": peak / 2**20, "heavy_modules": heavy.split(",") if heavy else []}

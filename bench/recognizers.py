@@ -38,11 +38,14 @@ class Digitd:
 
         return self.classifier.classify(extract(wave, self.classifier.features)).digit
 
-    def stream(self, samples: np.ndarray, block_seconds: float = 0.02) -> list[Emitted]:
+    def stream(self, samples: np.ndarray) -> list[Emitted]:
+        """Fed in blocks of the daemon's default microphone block size: a digit can only
+        come out once the block holding the word's end has arrived."""
+        from digitd.daemon.config import BY_KEY
         from digitd.daemon.pipeline import StreamRecognizer
 
         recognizer = StreamRecognizer(self.classifier)
-        block = int(self.rate * block_seconds)
+        block = self.rate * BY_KEY["audio.block_ms"].default // 1000
         out: list[Emitted] = []
         for start in range(0, samples.size, block):
             t0 = time.perf_counter()

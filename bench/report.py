@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from digitd.daemon.config import BY_KEY
 
 NAMES = ("digitd", "pocketsphinx")
 
@@ -264,13 +265,17 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts += ["digitd's network alone, one utterance, one thread (LiteRT):", "",
               table(["model", "time", "size"], model_rows), ""]
     d = c["daemon"]
+    idle = d.get("ready_idle_sink_s")
     parts += ["The daemon itself (`digitd listen` on a PulseAudio null-sink monitor, a real "
-              f"PortAudio device): model loaded and the input stream open "
-              f"{d['stream_open_s']:.2f} s after start; the first audio, when digitd tells "
-              f"systemd READY=1, {d['ready_s']:.2f} s after start (PulseAudio's null sink "
-              "delivers its first block of monitor audio ~2 s after a recorder connects); "
-              f"{100 * d['cpu_share_silence']:.1f}% of one core while hearing silence, peak "
-              f"RSS {d['peak_rss_mb']:.0f} MB, heavy modules imported: "
+              "PortAudio device, kept running by a player of silence as a microphone's clock "
+              f"always runs): model loaded and the input stream open {d['stream_open_s']:.2f} s "
+              "after start; the first audio processed, when digitd tells systemd READY=1, "
+              f"{d['ready_s']:.2f} s after start"
+              + (f" ({idle:.2f} s on an idle null sink, which renders its first monitor block "
+                 "~2 s after a recorder connects)" if idle is not None else "")
+              + f"; {100 * d['cpu_share_silence']:.1f}% of one core while hearing silence "
+              f"(microphone blocks of {BY_KEY['audio.block_ms'].default} ms), peak RSS "
+              f"{d['peak_rss_mb']:.0f} MB, heavy modules imported: "
               f"{', '.join(d['heavy_modules']) or 'none'}.", ""]
     text = "\n".join(parts)
     markdown.write_text(text)

@@ -111,8 +111,8 @@ OPTIONS: tuple[Option, ...] = (
     # audio source: listen only
     Option("audio.device", "--device", str, "", "input device index or name substring "
            "(empty: the system default)", commands=(LISTEN,), example="USB"),
-    Option("audio.block_ms", "--block-ms", int, 20, "microphone block size in ms: 40 roughly "
-           "halves the CPU used while listening for ~10 ms more latency", commands=(LISTEN,),
+    Option("audio.block_ms", "--block-ms", int, 40, "microphone block size in ms: 20 costs "
+           "about twice the CPU while listening for ~10 ms less latency", commands=(LISTEN,),
            low=5, high=200),
     Option("audio.input", "--input", str, "", "'-': read raw s16le PCM from stdin instead of a "
            "microphone", commands=(LISTEN,), choices=("", "-")),
