@@ -105,6 +105,24 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, hwm
 
 
+def rss_by_origin(pid: int) -> dict[str, float]:
+    """Resident MB of a process by where the pages come from (/proc/PID/smaps)."""
+    groups: dict[str, float] = {}
+    origin = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and "-" in fields[0] and ":" in fields[3]:  # a mapping's header
+            path = fields[5] if len(fields) > 5 else ""
+            origin = ("anonymous" if not path.startswith("/") else
+                      "LiteRT" if "ai_edge_litert" in path else
+                      "numpy" if "/numpy" in path else
+                      "Python and other extensions" if "python3" in path else
+                      "system libraries (PortAudio, ALSA and what its plugins load)")
+        elif fields and fields[0] == "Rss:":
+            groups[origin] = groups.get(origin, 0.0) + int(fields[1]) / 1024
+    return groups
+
+
 def daemon_on_pulse(seconds: float) -> dict:
     """`digitd listen` on a PulseAudio null-sink monitor (a real PortAudio device): time to
     ready, share of one core while it hears silence, peak RSS, heavy modules imported.
@@ -167,6 +185,7 @@ def _daemon_run(pulse, folder: Path, notify_socket, seconds: float) -> dict:
             time.sleep(seconds)
             cpu1, _ = proc_stat(proc.pid)
         _, peak = proc_stat(proc.pid)
+        rss = rss_by_origin(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -176,4 +195,5 @@ def _daemon_run(pulse, folder: Path, notify_socket, seconds: float) -> dict:
     heavy = next((x for _, x in log if x.startswith("HEAVY=")), "HEAVY=?")[6:].strip()
     return {"stream_open_s": opened, "ready_s": ready,
             "cpu_share_silence": (cpu1 - cpu0) / seconds if seconds > 0 else None,
-            "peak_rss_mb": peak / 2**20, "heavy_modules": heavy.split(",") if heavy else []}
+            "peak_rss_mb": peak / 2**20, "rss_mb_by_origin": rss,
+            "heavy_modules": heavy.split(",") if heavy else []}

@@ -277,6 +277,10 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               f"(microphone blocks of {BY_KEY['audio.block_ms'].default} ms), peak RSS "
               f"{d['peak_rss_mb']:.0f} MB, heavy modules imported: "
               f"{', '.join(d['heavy_modules']) or 'none'}.", ""]
+    if d.get("rss_mb_by_origin"):
+        parts += ["Where the daemon's resident memory comes from:", "",
+                  table(["origin", "MB"], [[k, f"{v:.1f}"] for k, v in sorted(
+                      d["rss_mb_by_origin"].items(), key=lambda kv: -kv[1])]), ""]
     text = "\n".join(parts)
     markdown.write_text(text)
     return text
