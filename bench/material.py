@@ -53,6 +53,12 @@ def unseen_voices(count: int | None = None):
     return voices[:count] if count else voices
 
 
+def unseen_speech(count: int | None, cache: Path) -> list[np.ndarray]:
+    """Words and phrases that hold no digit, by the voices training never used."""
+    return [w for _, w in synthesized(unseen_voices(count), non_digit_words() + list(PHRASES),
+                                      cache)]
+
+
 def synthesized(voices, texts: list[str], cache: Path) -> list[tuple[str, np.ndarray]]:
     from digitd.train import synth
 
@@ -74,7 +80,8 @@ def noise(kind: str, n: int, rng: np.random.Generator, babble_pool: list[np.ndar
     if kind == "pink":
         return coloured_noise(n, 1.0, rng)
     if kind == "babble":
-        # eight overlapping talkers, reversed so that no digit can be heard in it
+        # eight overlapping talkers, reversed so that no digit can be heard in it; the caller
+        # gives voices the model under test never heard (training makes its own babble)
         out = np.zeros(n)
         for _ in range(8):
             src = babble_pool[rng.integers(len(babble_pool))][::-1]

@@ -203,7 +203,9 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               "digit emitted is matched to a spoken word near it (right or wrong), or is a "
               "false positive; unmatched words are missed. Digit error rate is the edit "
               "distance between the emitted and spoken sequences over the words spoken. "
-              "Latency runs from the true end of the word to the digit's emission.", ""]
+              "Latency runs from the true end of the word to the digit's emission. Babble is "
+              "eight talkers at once, played backwards, drawn from the voices training never "
+              "used (their non-digit words and phrases).", ""]
     rows = []
     for snr in cfg["snrs"]:
         for name in NAMES:
