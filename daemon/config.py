@@ -144,6 +144,10 @@ OPTIONS: tuple[Option, ...] = (
            "and TV are not taken for speech (0: off)", low=0.0, high=60.0),
     Option("vad.floor_window_ms", "--floor-window-ms", int, _SEG.floor_window_ms,
            "the noise floor is the quietest moment of this window", low=100, high=30000),
+    Option("vad.onset_db", "--onset-db", float, _SEG.onset_db,
+           "a sound this much louder than all of a running segment starts a new one, so a "
+           "word that begins while the room talks comes without the chatter before it (0: off)",
+           low=0.0, high=60.0),
     Option("vad.release_db", "--release-db", float, _SEG.release_db,
            "inside a segment, frames this far below its loudest count as silence, so a word "
            "ends while the room keeps talking", low=6.0, high=90.0),

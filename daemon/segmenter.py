@@ -33,6 +33,9 @@ class SegmenterSettings:
     max_segment_ms: int = 1800  # longer is closed here and flagged as too long
     floor_margin_db: float = 6.0  # voiced also needs this much energy over the noise floor
     floor_window_ms: int = 1500  # the floor is the quietest (smoothed) frame in this window
+    onset_db: float = 10.0  # a sound this much louder than all of a running segment so far
+    # starts a new one there, and the quieter part before is closed on its own: a word that
+    # begins while the room talks must not come with a second of babble before it (0: off)
     release_db: float = 20.0  # inside a segment, frames this far under its loudest frame
     # count as unvoiced: a word ends even when the room keeps talking (babble is "speech")
 
@@ -51,6 +54,8 @@ class SegmenterSettings:
                 raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
         if self.max_segment_ms <= self.min_speech_ms:
             raise ValueError("max_segment_ms must exceed min_speech_ms")
+        if not 0.0 <= self.onset_db <= 60.0:
+            raise ValueError(f"onset_db must be within 0-60, got {self.onset_db}")
         if not 6.0 <= self.release_db <= 90.0:
             raise ValueError(f"release_db must be within 6-90, got {self.release_db}")
         if not 0.0 <= self.floor_margin_db <= 60.0:
@@ -97,6 +102,8 @@ class WebRtcVad:
 class VadSegmenter:
     """Feed frames of exactly `frame_samples`; get finished segments back."""
 
+    ONSET_LAG = 5  # frames: a rising onset is compared with the segment before it began
+
     def __init__(self, rate: int, settings: SegmenterSettings | None = None) -> None:
         if rate not in VAD_RATES:
             raise ValueError(f"webrtcvad needs one of {VAD_RATES} Hz, got {rate}")
@@ -123,6 +130,10 @@ class VadSegmenter:
         self._energy_db = -100.0  # smoothed frame energy
         self._recent = collections.deque(maxlen=s.floor_window_ms // s.frame_ms)
         self._peak_db = -100.0  # loudest smoothed frame of the open segment
+        self._onset_peak_db = -100.0  # loudest of it up to ONSET_LAG frames ago
+        self._energies: list[float] = []  # smoothed energy of each frame since the trigger
+        self._flags: list[bool] = []  # voiced or not, each frame since the trigger
+        self._preroll_frames = max(1, s.preroll_ms // s.frame_ms)
 
     def is_speech(self, frame: np.ndarray) -> bool:
         energy_db = 10.0 * math.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
@@ -156,6 +167,8 @@ class VadSegmenter:
                 self._voiced = n_voiced
                 self._start_frame = self._position - len(self._frames)
                 self._peak_db = max(list(self._recent)[-len(self._frames):])
+                self._onset_peak_db = self._peak_db
+                self._energies, self._flags = [], []
                 self._release.clear()
                 self._trigger.clear()
                 self._trigger_voiced = 0
@@ -164,6 +177,14 @@ class VadSegmenter:
         self._frames.append(frame)
         self._voiced += voiced
         self._release.append(voiced)
+        self._energies.append(self._energy_db)
+        self._flags.append(voiced)
+        if len(self._energies) > self.ONSET_LAG:
+            self._onset_peak_db = max(self._onset_peak_db, self._energies[-self.ONSET_LAG - 1])
+        if (self.settings.onset_db > 0 and len(self._flags) >= self._preroll_frames
+                and len(self._frames) >= 2 * self._preroll_frames
+                and self._energy_db >= self._onset_peak_db + self.settings.onset_db):
+            return self._restart()
         unvoiced = len(self._release) - sum(self._release)
         if (len(self._release) == self._release.maxlen
                 and unvoiced >= self.settings.release_ratio * self._release.maxlen):
@@ -176,6 +197,27 @@ class VadSegmenter:
             self._start_frame = self._position
             return segment
         return None
+
+    def _restart(self) -> Segment | None:
+        """Close all but the last pre-roll of the open segment; go on from there."""
+        keep = self._preroll_frames
+        kept_voiced = sum(self._flags[-keep:])
+        earlier = Segment(
+            samples=np.concatenate(self._frames[:-keep]).astype(np.float32),
+            start=self._start_frame * self.settings.frame_ms / 1000.0,
+            end=(self._position - keep) * self.settings.frame_ms / 1000.0,
+            speech_end=(self._position - keep) * self.settings.frame_ms / 1000.0,
+            voiced_ms=(self._voiced - kept_voiced) * self.settings.frame_ms,
+            truncated=self._overlong,
+        )
+        self._frames = self._frames[-keep:]
+        self._voiced = kept_voiced
+        self._start_frame = self._position - keep
+        self._energies, self._flags = self._energies[-keep:], self._flags[-keep:]
+        self._peak_db = max(self._energies)
+        self._onset_peak_db = max(self._energies[: -self.ONSET_LAG] or [self._energies[0]])
+        self._release.clear()
+        return earlier if earlier.voiced_ms >= self.settings.min_speech_ms else None
 
     def flush(self) -> Segment | None:
         """End of stream: close an open segment."""

@@ -262,3 +262,50 @@ def test_words_end_on_time_while_the_room_keeps_talking(recordings):
     on_time, late = np.percentile(released, 75), np.percentile(held, 75)
     assert on_time <= 0.2, np.round(sorted(released), 2)
     assert late > on_time + 0.1, (late, on_time)
+
+
+def tv_chatter(n: int, seed: int) -> np.ndarray:
+    """Eight synthetic voices talking at once, played backwards (espeak-ng, installed by
+    scripts/install-system-packages): voices that go on without the pauses FSDD has."""
+    import shutil
+
+    from digitd.train import synth
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    voices = [synth.Voice("espeak", name, 1.0, pitch) for name, pitch in (
+        ("en-us+f2", 70), ("en-gb+m3", 40), ("en-us+f4", 60), ("en-gb-scotland+m1", 35),
+        ("en-029+f1", 65), ("en-us+m7", 45))]
+    talk = [w[::-1] for _, _, w in synth.synthesize(voices, [
+        "turn on the kitchen light", "what time is it", "good morning everybody",
+        "the weather is nice today"], 8000)]
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n)
+    for _ in range(8):
+        src = np.tile(talk[rng.integers(len(talk))], n // 4000 + 2)
+        offset = int(rng.integers(4000))
+        out += src[offset : offset + n]
+    return out / np.std(out)
+
+
+def test_a_word_that_starts_while_the_room_talks_gets_its_own_segment(recordings):
+    # Chatter 20 dB under the words opens segments of its own; when a word 20 dB louder
+    # starts inside one, the segment restarts there (with its pre-roll) instead of handing
+    # the model a second of chatter before the word.
+    stream = build_stream(recordings, NAMES, PAUSES, noise=0.0)
+    speech_power = np.mean(np.concatenate(
+        [stream.samples[int(a * 8000) : int(b * 8000)] for a, b in stream.spans]) ** 2)
+
+    def leads(segments) -> list[float]:  # how long before each word its segment starts
+        return [next((start - s.start for s in segments if s.start <= (start + end) / 2 <= s.end),
+                     np.inf) for start, end in stream.spans]
+
+    restarted, held = [], []
+    for seed in range(4):
+        noisy = (stream.samples + tv_chatter(stream.samples.size, seed)
+                 * np.sqrt(speech_power / 10 ** (20 / 10))).astype(np.float32)
+        restarted += leads(segments_of(noisy))
+        held += leads(segments_of(noisy, SegmenterSettings(onset_db=0.0)))
+    late = [sum(1 for lead in found if 0.8 < lead < np.inf) for found in (restarted, held)]
+    assert late[0] == 0 and late[1] >= 3, (late, np.round(sorted(held), 2))
+
