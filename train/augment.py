@@ -83,7 +83,7 @@ def babble(
 def random_noise(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     kind = rng.choice(["white", "pink", "brown", "babble"], p=[0.25, 0.3, 0.15, 0.3])
     if kind == "babble" and pool:
-        return babble(n, pool, rng, talkers=int(rng.integers(3, 9)))
+        return babble(n, pool, rng, talkers=int(rng.integers(3, 8)))
     return coloured_noise(n, {"white": 0.0, "pink": 1.0, "brown": 2.0}.get(kind, 1.0), rng)
 
 

@@ -32,13 +32,6 @@ class Corpus:
     digit_labels: list[int] = field(default_factory=list)
     word_waves: list[np.ndarray] = field(default_factory=list)  # non-digit words
     fsdd_count: int = 0
-    # Talkers for babble noise. Real voices (FSDD reversed, so no digit can be made out in
-    # it) next to the synthetic ones: a room of people sounds like neither alone.
-    babble_waves: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def noise_pool(self) -> list[np.ndarray]:
-        return self.babble_waves or self.word_waves or self.digit_waves
 
     def summary(self) -> str:
         return (f"{len(self.digit_waves)} digit clips ({self.fsdd_count} FSDD, "
@@ -58,7 +51,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Cor
     words the model never heard.
     """
     corpus = Corpus(digit_waves=list(fsdd.waves), digit_labels=list(fsdd.digits),
-                    fsdd_count=len(fsdd), babble_waves=[w[::-1].copy() for w in fsdd.waves])
+                    fsdd_count=len(fsdd))
     if cfg.use_tts:
         for _, text, wave in tts_clips(cfg, list(synth.DIGIT_WORDS)):
             corpus.digit_waves.append(wave)
@@ -66,9 +59,6 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Cor
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
             if not (heldout_words and text in synth.HELDOUT_WORDS):
                 corpus.word_waves.append(wave)
-        # as many synthetic talkers as real ones, so babble is not mostly synthetic
-        step = max(1, len(corpus.word_waves) // max(1, len(fsdd)))
-        corpus.babble_waves += corpus.word_waves[::step]
     return corpus
 
 
@@ -103,7 +93,8 @@ def unknown_waveform(
         return np.concatenate([a[: a.size // 2], b[b.size // 2 :]]), True
     n = int(rng.uniform(0.1, 1.5) * rate)
     if kind < 0.85:
-        noise = random_noise(n, corpus.noise_pool, rng)
+        pool = corpus.word_waves or corpus.digit_waves
+        noise = random_noise(n, pool, rng)
     elif kind < 0.93:
         noise = tones(n, rate, rng)
     else:  # clicks and breaths: short bursts
@@ -125,7 +116,7 @@ def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = Tru
     shape = cfg.features.shape
     x = np.empty((order.size, *shape, 1), dtype=np.float32)
     y = np.empty(order.size, dtype=np.int32)
-    noise_pool = corpus.noise_pool
+    noise_pool = corpus.word_waves or corpus.digit_waves
     for row, item in enumerate(order):
         if item < n_digits:
             wave, label, speechy = corpus.digit_waves[item], corpus.digit_labels[item], True
