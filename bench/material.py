@@ -81,7 +81,7 @@ def noise(kind: str, n: int, rng: np.random.Generator, babble_pool: list[np.ndar
         return coloured_noise(n, 1.0, rng)
     if kind == "babble":
         # eight overlapping talkers, reversed so that no digit can be heard in it; the caller
-        # gives voices the model under test never heard (training makes its own babble)
+        # gives voices the model under test never heard
         out = np.zeros(n)
         for _ in range(8):
             src = babble_pool[rng.integers(len(babble_pool))][::-1]

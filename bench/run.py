@@ -113,8 +113,8 @@ def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None]
     """Every held-out speaker's streams, two speakers at a time (one per core): pocketsphinx
     decodes long noisy utterances slowly. CPU time is measured inside each worker.
 
-    Babble talkers are the voices training never used: FSDD's other speakers are the
-    training voices of each fold, and training already makes babble of them."""
+    Babble talkers are voices no fold trained on (FSDD's other speakers are each fold's
+    training voices): the unseen voices' words and phrases, played backwards."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
