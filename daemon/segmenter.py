@@ -38,6 +38,8 @@ class SegmenterSettings:
     # begins while the room talks must not come with a second of babble before it (0: off)
     release_db: float = 20.0  # inside a segment, frames this far under its loudest frame
     # count as unvoiced: a word ends even when the room keeps talking (babble is "speech")
+    release_ms: int = 150  # ...once they fill this much of its end: longer than the hangover,
+    # so the short dips between the words of a phrase do not cut it into digit-sized pieces
 
     def validate(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -48,7 +50,7 @@ class SegmenterSettings:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
-        for name in ("trigger_ms", "preroll_ms", "hangover_ms", "min_speech_ms",
+        for name in ("trigger_ms", "preroll_ms", "hangover_ms", "release_ms", "min_speech_ms",
                      "max_segment_ms"):
             if getattr(self, name) < self.frame_ms:
                 raise ValueError(f"{name} must be at least frame_ms ({self.frame_ms})")
@@ -117,6 +119,7 @@ class VadSegmenter:
         self._trigger_voiced = 0  # running count of voiced flags in _trigger
         self._history = collections.deque(maxlen=max(s.preroll_ms, s.trigger_ms) // s.frame_ms)
         self._release = collections.deque(maxlen=max(1, s.hangover_ms // s.frame_ms))
+        self._settle = collections.deque(maxlen=max(1, s.release_ms // s.frame_ms))
         self._max_frames = s.max_segment_ms // s.frame_ms
         self._frames: list[np.ndarray] = []
         self._voiced = 0
@@ -147,11 +150,12 @@ class VadSegmenter:
     def push(self, frame: np.ndarray) -> Segment | None:
         if frame.shape != (self.frame_samples,):
             raise ValueError(f"expected a frame of {self.frame_samples} samples, got {frame.shape}")
-        voiced = self.is_speech(frame)
+        heard = self.is_speech(frame)  # speech to webrtcvad, and over the noise floor
+        voiced = heard
         self._position += 1
         if self.triggered:
             self._peak_db = max(self._peak_db, self._energy_db)
-            voiced = voiced and self._energy_db >= self._peak_db - self.settings.release_db
+            voiced = heard and self._energy_db >= self._peak_db - self.settings.release_db
         if voiced:
             self._last_voiced = self._position
         if not self.triggered:
@@ -170,13 +174,15 @@ class VadSegmenter:
                 self._onset_peak_db = self._peak_db
                 self._energies, self._flags = [], []
                 self._release.clear()
+                self._settle.clear()
                 self._trigger.clear()
                 self._trigger_voiced = 0
                 self._history.clear()
             return None
         self._frames.append(frame)
         self._voiced += voiced
-        self._release.append(voiced)
+        self._release.append(heard)
+        self._settle.append(voiced)
         self._energies.append(self._energy_db)
         self._flags.append(voiced)
         if len(self._energies) > self.ONSET_LAG:
@@ -185,9 +191,7 @@ class VadSegmenter:
                 and len(self._frames) >= 2 * self._preroll_frames
                 and self._energy_db >= self._onset_peak_db + self.settings.onset_db):
             return self._restart()
-        unvoiced = len(self._release) - sum(self._release)
-        if (len(self._release) == self._release.maxlen
-                and unvoiced >= self.settings.release_ratio * self._release.maxlen):
+        if self._quiet(self._release) or self._quiet(self._settle):
             return self._close(truncated=self._overlong)
         if len(self._frames) >= self._max_frames:
             # Still talking: emit what we have, flagged, and keep listening in the same
@@ -197,6 +201,11 @@ class VadSegmenter:
             self._start_frame = self._position
             return segment
         return None
+
+    def _quiet(self, ring: collections.deque) -> bool:
+        """A full ring of recent frames, nearly all of them unvoiced."""
+        unvoiced = len(ring) - sum(ring)
+        return len(ring) == ring.maxlen and unvoiced >= self.settings.release_ratio * ring.maxlen
 
     def _restart(self) -> Segment | None:
         """Close all but the last pre-roll of the open segment; go on from there."""
@@ -217,6 +226,7 @@ class VadSegmenter:
         self._peak_db = max(self._energies)
         self._onset_peak_db = max(self._energies[: -self.ONSET_LAG] or [self._energies[0]])
         self._release.clear()
+        self._settle.clear()
         return earlier if earlier.voiced_ms >= self.settings.min_speech_ms else None
 
     def flush(self) -> Segment | None:
@@ -231,6 +241,7 @@ class VadSegmenter:
         self._trigger_voiced = 0
         self._history.clear()
         self._release.clear()
+        self._settle.clear()
 
     def _close(self, truncated: bool) -> Segment | None:
         frames, voiced, start = self._frames, self._voiced, self._start_frame

@@ -264,9 +264,13 @@ def test_words_end_on_time_while_the_room_keeps_talking(recordings):
     assert late > on_time + 0.1, (late, on_time)
 
 
-def tv_chatter(n: int, seed: int) -> np.ndarray:
-    """Eight synthetic voices talking at once, played backwards (espeak-ng, installed by
-    scripts/install-system-packages): voices that go on without the pauses FSDD has."""
+PHRASES = ["turn on the kitchen light", "what time is it", "good morning everybody",
+           "the weather is nice today", "open the garage door please", "call my brother"]
+
+
+def spoken_phrases() -> list[np.ndarray]:
+    """Six phrases in six synthetic voices (espeak-ng, installed by
+    scripts/install-system-packages): talk that goes on without the pauses FSDD has."""
     import shutil
 
     from digitd.train import synth
@@ -276,9 +280,12 @@ def tv_chatter(n: int, seed: int) -> np.ndarray:
     voices = [synth.Voice("espeak", name, 1.0, pitch) for name, pitch in (
         ("en-us+f2", 70), ("en-gb+m3", 40), ("en-us+f4", 60), ("en-gb-scotland+m1", 35),
         ("en-029+f1", 65), ("en-us+m7", 45))]
-    talk = [w[::-1] for _, _, w in synth.synthesize(voices, [
-        "turn on the kitchen light", "what time is it", "good morning everybody",
-        "the weather is nice today"], 8000)]
+    return [w for _, _, w in synth.synthesize(voices, PHRASES, 8000)]
+
+
+def tv_chatter(n: int, seed: int) -> np.ndarray:
+    """Eight synthetic voices talking at once, played backwards."""
+    talk = [w[::-1] for w in spoken_phrases()]
     rng = np.random.default_rng(seed)
     out = np.zeros(n)
     for _ in range(8):
@@ -308,4 +315,25 @@ def test_a_word_that_starts_while_the_room_talks_gets_its_own_segment(recordings
         held += leads(segments_of(noisy, SegmenterSettings(onset_db=0.0)))
     late = [sum(1 for lead in found if 0.8 < lead < np.inf) for found in (restarted, held)]
     assert late[0] == 0 and late[1] >= 3, (late, np.round(sorted(held), 2))
+
+
+def test_a_phrase_is_not_cut_into_digit_sized_pieces():
+    # Talking is not digits: a phrase should stay one (too long, rejected) segment. The
+    # release rule must not cut it at every short dip between its words, so its quiet has
+    # to last release_ms (150), longer than the 100 ms hangover of webrtcvad's silence.
+    rng = np.random.default_rng(0)
+
+    def pieces(settings: SegmenterSettings | None) -> int:
+        count = 0
+        for phrase in spoken_phrases():
+            x = np.concatenate([np.zeros(8000), phrase / np.max(np.abs(phrase)) * 0.5,
+                                np.zeros(8000)])
+            x += rng.normal(size=x.size) * 1e-3
+            count += sum(1 for s in segments_of(x.astype(np.float32), settings)
+                         if not s.truncated)
+        return count
+
+    held, hasty = pieces(None), pieces(SegmenterSettings(release_ms=100))
+    phrases = len(spoken_phrases())
+    assert held <= 1.5 * phrases and hasty >= held + 10, (held, hasty, phrases)
 
