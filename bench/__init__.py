@@ -7,4 +7,6 @@
   cost.py          CPU per audio hour, peak RSS, start-up to ready, inference time
   report.py        BENCHMARKS.md tables and PNG plots
   run.py           runs it all on the same audio, side by side
+  segmenter_ab.py  two segmenter settings side by side on the same streams
+                   (`python -m bench.segmenter_ab '{"onset_db": 0}'`)
 """

@@ -27,11 +27,16 @@ DIGITS = ("#JSGF V1.0;\ngrammar digits;\n<digit> = " + " | ".join((*WORDS, "oh")
 class Digitd:
     name = "digitd"
 
-    def __init__(self, model: Path | None = None) -> None:
+    def __init__(self, model: Path | None = None, segmenter=None,
+                 block_ms: int | None = None) -> None:
+        """`segmenter` (SegmenterSettings) and `block_ms`: the daemon's defaults if None."""
+        from digitd.daemon.config import BY_KEY
         from digitd.daemon.model import DigitClassifier
 
         self.classifier = DigitClassifier(model)
         self.rate = self.classifier.features.sample_rate
+        self.segmenter = segmenter
+        self.block_ms = block_ms or BY_KEY["audio.block_ms"].default
 
     def isolated(self, wave: np.ndarray) -> int | None:
         from digitd.daemon.features import extract
@@ -39,13 +44,12 @@ class Digitd:
         return self.classifier.classify(extract(wave, self.classifier.features)).digit
 
     def stream(self, samples: np.ndarray) -> list[Emitted]:
-        """Fed in blocks of the daemon's default microphone block size: a digit can only
-        come out once the block holding the word's end has arrived."""
-        from digitd.daemon.config import BY_KEY
+        """Fed in microphone-sized blocks: a digit can only come out once the block holding
+        the word's end has arrived."""
         from digitd.daemon.pipeline import StreamRecognizer
 
-        recognizer = StreamRecognizer(self.classifier)
-        block = self.rate * BY_KEY["audio.block_ms"].default // 1000
+        recognizer = StreamRecognizer(self.classifier, self.segmenter)
+        block = self.rate * self.block_ms // 1000
         out: list[Emitted] = []
         for start in range(0, samples.size, block):
             t0 = time.perf_counter()
