@@ -242,6 +242,7 @@ class VadSegmenter:
         self._history.clear()
         self._release.clear()
         self._settle.clear()
+        self._energies, self._flags = [], []
 
     def _close(self, truncated: bool) -> Segment | None:
         frames, voiced, start = self._frames, self._voiced, self._start_frame

@@ -76,6 +76,12 @@ def test_continuous_speech_is_flagged_too_long(recordings):
     segments = segments_of(x[: pos + 8000])
     assert segments and all(s.truncated for s in segments)
     assert sum(s.end - s.start for s in segments) > 3.0
+    # However long the talking goes on, the segmenter's state stays bounded.
+    seg = VadSegmenter(8000)
+    talk = np.tile(x[4000:pos], 8)  # ~35 s without a pause
+    for i in range(talk.size // seg.frame_samples):
+        seg.push(talk[i * seg.frame_samples : (i + 1) * seg.frame_samples])
+    assert len(seg._frames) <= seg._max_frames and len(seg._energies) <= seg._max_frames
 
 
 def test_two_digits_with_a_short_gap_are_split():
