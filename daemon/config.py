@@ -150,10 +150,11 @@ OPTIONS: tuple[Option, ...] = (
            low=0.0, high=60.0),
     Option("vad.release_db", "--release-db", float, _SEG.release_db,
            "inside a segment, frames this far below its loudest count as silence, so a word "
-           "ends while the room keeps talking", low=6.0, high=90.0),
+           "ends while the room keeps talking (90: off)", low=6.0, high=90.0),
     Option("vad.release_ms", "--release-ms", int, _SEG.release_ms,
-           "...once such frames fill this much of a segment's end; longer than the hangover, so "
-           "the dips between the words of a phrase do not cut it up", low=10, high=2000),
+           "frames below that level must fill this much of a segment's end to close it; longer "
+           "than the hangover, so the dips between the words of a phrase do not cut it up",
+           low=10, high=2000),
     # MQTT
     Option("mqtt.url", "--mqtt", str, "", "publish digits to this broker: "
            "mqtt://[user:pass@]host[:port] or mqtts://... (empty: no MQTT)",
