@@ -135,9 +135,11 @@ class VadSegmenter:
         self._recent = collections.deque(maxlen=s.floor_window_ms // s.frame_ms)
         self._peak_db = -100.0  # loudest smoothed frame of the open segment
         self._onset_peak_db = -100.0  # loudest of it up to ONSET_LAG frames ago
-        self._energies: list[float] = []  # smoothed energy of each frame since the trigger
-        self._flags: list[bool] = []  # voiced or not, each frame since the trigger
+        # Smoothed energy and voiced flag of the latest frames since the trigger: a restart
+        # keeps a pre-roll's worth of them.
         self._preroll_frames = max(1, s.preroll_ms // s.frame_ms)
+        self._energies: collections.deque[float] = collections.deque(maxlen=self._preroll_frames)
+        self._flags: collections.deque[bool] = collections.deque(maxlen=self._preroll_frames)
 
     def is_speech(self, frame: np.ndarray) -> bool:
         energy_db = 10.0 * math.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
@@ -173,7 +175,8 @@ class VadSegmenter:
                 self._start_frame = self._position - len(self._frames)
                 self._peak_db = max(list(self._recent)[-len(self._frames):])
                 self._onset_peak_db = self._peak_db
-                self._energies, self._flags = [], []
+                self._energies.clear()
+                self._flags.clear()
                 self._release.clear()
                 self._settle.clear()
                 self._trigger.clear()
@@ -188,7 +191,7 @@ class VadSegmenter:
         self._flags.append(voiced)
         if len(self._energies) > self.ONSET_LAG:
             self._onset_peak_db = max(self._onset_peak_db, self._energies[-self.ONSET_LAG - 1])
-        if (self.settings.onset_db > 0 and len(self._flags) >= self._preroll_frames
+        if (self.settings.onset_db > 0 and len(self._flags) == self._preroll_frames
                 and len(self._frames) >= 2 * self._preroll_frames
                 and self._energy_db >= self._onset_peak_db + self.settings.onset_db):
             return self._restart()
@@ -210,25 +213,19 @@ class VadSegmenter:
 
     def _restart(self) -> Segment | None:
         """Close all but the last pre-roll of the open segment; go on from there."""
-        keep = self._preroll_frames
-        kept_voiced = sum(self._flags[-keep:])
-        earlier = Segment(
-            samples=np.concatenate(self._frames[:-keep]).astype(np.float32),
-            start=self._start_frame * self.settings.frame_ms / 1000.0,
-            end=(self._position - keep) * self.settings.frame_ms / 1000.0,
-            speech_end=(self._position - keep) * self.settings.frame_ms / 1000.0,
-            voiced_ms=(self._voiced - kept_voiced) * self.settings.frame_ms,
-            truncated=self._overlong,
-        )
+        keep = self._preroll_frames  # _energies and _flags hold exactly these frames
+        kept_voiced = sum(self._flags)
+        earlier = self._segment(self._frames[:-keep], self._voiced - kept_voiced,
+                                self._start_frame, self._position - keep, self._overlong)
         self._frames = self._frames[-keep:]
         self._voiced = kept_voiced
         self._start_frame = self._position - keep
-        self._energies, self._flags = self._energies[-keep:], self._flags[-keep:]
-        self._peak_db = max(self._energies)
-        self._onset_peak_db = max(self._energies[: -self.ONSET_LAG] or [self._energies[0]])
+        energies = list(self._energies)
+        self._peak_db = max(energies)
+        self._onset_peak_db = max(energies[: -self.ONSET_LAG] or energies[:1])
         self._release.clear()
         self._settle.clear()
-        return earlier if earlier.voiced_ms >= self.settings.min_speech_ms else None
+        return earlier
 
     def flush(self) -> Segment | None:
         """End of stream: close an open segment."""
@@ -243,20 +240,27 @@ class VadSegmenter:
         self._history.clear()
         self._release.clear()
         self._settle.clear()
-        self._energies, self._flags = [], []
+        self._energies.clear()
+        self._flags.clear()
 
     def _close(self, truncated: bool) -> Segment | None:
         frames, voiced, start = self._frames, self._voiced, self._start_frame
         self.reset()
+        return self._segment(frames, voiced, start, self._last_voiced, truncated)
+
+    def _segment(self, frames: list[np.ndarray], voiced: int, start: int, last_voiced: int,
+                 truncated: bool) -> Segment | None:
+        """Frames from frame number `start` -> a Segment, or None when too little is voiced."""
         voiced_ms = voiced * self.settings.frame_ms
         if voiced_ms < self.settings.min_speech_ms:
             return None
         seconds = self.settings.frame_ms / 1000.0
+        end = start + len(frames)
         return Segment(
             samples=np.concatenate(frames).astype(np.float32),
             start=start * seconds,
-            end=(start + len(frames)) * seconds,
-            speech_end=min(self._last_voiced, start + len(frames)) * seconds,
+            end=end * seconds,
+            speech_end=min(last_voiced, end) * seconds,
             voiced_ms=voiced_ms,
             truncated=truncated,
         )
