@@ -202,18 +202,25 @@ def test_bad_segmenter_settings_are_clear_errors(bad):
     assert "digitd" in result.stderr and "Traceback" not in result.stderr
 
 
+def talkers(pick, n: int, seed: int, spread: int) -> np.ndarray:
+    """Eight voices at once: each `pick(rng)` looped, started up to `spread` samples in."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n)
+    for _ in range(8):
+        voice = pick(rng)
+        looped = np.tile(voice, (n + spread) // voice.size + 2)
+        offset = int(rng.integers(spread))
+        out += looped[offset : offset + n]
+    return out / np.std(out)
+
+
 def babble(recordings, n: int, seed: int) -> np.ndarray:
     """Eight overlapping talkers (FSDD, reversed so that no digit can be heard)."""
     from digitd.daemon.audio import read_audio
 
-    rng = np.random.default_rng(seed)
     files = sorted(recordings.glob("*_jackson_*.wav")) + sorted(recordings.glob("*_lucas_*.wav"))
-    out = np.zeros(n)
-    for _ in range(8):
-        src = np.tile(read_audio(files[rng.integers(len(files))], 8000)[::-1], n // 2000 + 2)
-        offset = int(rng.integers(2000))
-        out += src[offset : offset + n]
-    return out / np.std(out)
+    return talkers(lambda rng: read_audio(files[rng.integers(len(files))], 8000)[::-1], n, seed,
+                   spread=2000)
 
 
 def cleanly_segmented(segments, spans) -> int:
@@ -292,13 +299,7 @@ def spoken_phrases() -> list[np.ndarray]:
 def tv_chatter(n: int, seed: int) -> np.ndarray:
     """Eight synthetic voices talking at once, played backwards."""
     talk = [w[::-1] for w in spoken_phrases()]
-    rng = np.random.default_rng(seed)
-    out = np.zeros(n)
-    for _ in range(8):
-        src = np.tile(talk[rng.integers(len(talk))], n // 4000 + 2)
-        offset = int(rng.integers(4000))
-        out += src[offset : offset + n]
-    return out / np.std(out)
+    return talkers(lambda rng: talk[rng.integers(len(talk))], n, seed, spread=4000)
 
 
 def test_a_word_that_starts_while_the_room_talks_gets_its_own_segment(recordings):
