@@ -131,20 +131,19 @@ def daemon_on_pulse(seconds: float) -> dict:
     at 20 ms latency. An idle null sink renders its first monitor block only ~2 s after a
     recorder connects; readiness there is measured too (`ready_idle_sink_s`)."""
     sys.path.insert(0, str(REPO))
-    from tests.notify_socket import NotifySocket
     from tests.pulse import SINK, PulseServer
 
     with tempfile.TemporaryDirectory() as tmp:
         pulse = PulseServer(Path(tmp)).start()
         try:
-            idle = _daemon_run(pulse, Path(tmp) / "idle", NotifySocket, 0.0)
+            idle = _daemon_run(pulse, Path(tmp) / "idle", 0.0)
             player = subprocess.Popen(
                 ["pacat", "--playback", f"--device={SINK}", "--format=s16le", "--rate=8000",
                  "--channels=1", "--latency-msec=20", "/dev/zero"],
                 env=pulse.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(1.0)
-                running = _daemon_run(pulse, Path(tmp) / "running", NotifySocket, seconds)
+                running = _daemon_run(pulse, Path(tmp) / "running", seconds)
             finally:
                 player.kill()
                 player.wait()
@@ -153,9 +152,12 @@ def daemon_on_pulse(seconds: float) -> dict:
     return {**running, "ready_idle_sink_s": idle["ready_s"]}
 
 
-def _daemon_run(pulse, folder: Path, notify_socket, seconds: float) -> dict:
+def _daemon_run(pulse, folder: Path, seconds: float) -> dict:
+    """One `digitd listen` on `pulse`, with its own notify socket in `folder`."""
+    from tests.notify_socket import NotifySocket
+
     folder.mkdir()
-    notify = notify_socket(path=folder / "notify")
+    notify = NotifySocket(path=folder / "notify")
     probe = ("import runpy, sys, atexit\n"
              "def report():\n"
              "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "

@@ -151,13 +151,19 @@ def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None]
 
 def false_accepts(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
     speech = material.unseen_speech(cfg.voices, cache)
-    ours = Digitd()
-    out: dict = {"seconds_per_kind": cfg.non_digit_seconds}
+    return {"seconds_per_kind": cfg.non_digit_seconds,
+            **digits_per_hour([Digitd(), peer], cfg.non_digit_seconds, speech)}
+
+
+def digits_per_hour(recognizers, seconds: float, speech: list[np.ndarray]) -> dict:
+    """{recognizer name: {kind: digits emitted per hour}} over `seconds` of each kind of
+    audio that holds no digit (noise, tones, speech), the same audio for every recognizer."""
+    out: dict = {}
     for i, kind in enumerate(("noise", "tones", "speech")):
-        samples = material.non_digit_stream(kind, cfg.non_digit_seconds, speech, seed=50 + i)
-        for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+        samples = material.non_digit_stream(kind, seconds, speech, seed=50 + i)
+        for recognizer in recognizers:
             emitted = recognizer.stream(samples)
-            out.setdefault(name, {})[kind] = len(emitted) / (cfg.non_digit_seconds / 3600)
+            out.setdefault(recognizer.name, {})[kind] = len(emitted) / (seconds / 3600)
     return out
 
 

@@ -19,6 +19,7 @@ from digitd.daemon.segmenter import SegmenterSettings
 from bench import material
 from bench.cost import REPO
 from bench.recognizers import Digitd
+from bench.run import digits_per_hour
 from bench.scoring import StreamScore, score_stream
 
 
@@ -36,9 +37,7 @@ def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd
                 score = score_stream(stream.truth, recognizer.stream(stream.samples))
                 for key in ((kind, snr), ("all", snr)):
                     scores.setdefault(key, StreamScore(latencies_ms=[])).add(score)
-    shipped = Digitd(None, segmenter, block_ms)
-    false = {kind: len(shipped.stream(material.non_digit_stream(kind, 300.0, babble, 50 + i)))
-             * 12 for i, kind in enumerate(("noise", "tones", "speech"))}
+    false = digits_per_hour([Digitd(None, segmenter, block_ms)], 300.0, babble)["digitd"]
     return {"label": label, **{f"{kind} {snr} dB": s.summary() for (kind, snr), s in
                                scores.items()}, "false digits per hour": false}
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         fd = r["false digits per hour"]
         print(f"| {r['label']} | {der['all 20 dB']} | {der['white 20 dB']} | {der['pink 20 dB']} "
               f"| {der['babble 20 dB']} | {r['all 20 dB']['latency_ms_p95']:.0f} ms "
-              f"| {der['all 10 dB']} | {fd['noise']}/{fd['tones']}/{fd['speech']} |")
+              f"| {der['all 10 dB']} | {fd['noise']:.0f}/{fd['tones']:.0f}/{fd['speech']:.0f} |")
     return 0
 
 
