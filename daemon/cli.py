@@ -132,9 +132,17 @@ def open_publisher(settings: Settings):
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     from .notify import Notifier
     from .pipeline import StreamRecognizer
-    from .sources import DeviceError, MicrophoneSource, RawPcmSource, stdin_binary
+    from .sources import DeviceError, MicrophoneSource, RawPcmSource, input_devices, stdin_binary
 
     segmenter = settings.segmenter()
+    if settings["audio.input"] != "-":
+        # Scan the devices before the model loads: the plugins ALSA maps for the scan are
+        # released after it, so they never add to the interpreter's memory at the peak.
+        try:
+            input_devices()
+        except DeviceError as exc:
+            print(f"digitd: {exc}", file=sys.stderr)
+            return 2
     classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
     recognizer = StreamRecognizer(classifier, segmenter)
     printer = EventPrinter(settings["format"], settings["verbose"])

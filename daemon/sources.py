@@ -10,6 +10,7 @@ A source is an iterator of `Block`s; the pipeline does not know which kind it re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import queue
 import sys
@@ -95,12 +96,36 @@ class DeviceError(Exception):
 
 
 def _sounddevice():
+    first = "sounddevice" not in sys.modules
     try:
-        import sounddevice as sd
+        import sounddevice as sd  # the first import initialises PortAudio: the device scan
     except OSError as exc:  # the PortAudio shared library is missing
         raise DeviceError(f"PortAudio is not available ({exc}); on Debian/Raspberry Pi OS: "
                           "sudo apt-get install libportaudio2") from exc
+    if first:
+        release_alsa_plugins()
     return sd
+
+
+def rescan_devices() -> None:
+    """Re-initialise PortAudio, which only sees devices that came or went after a scan.
+    No stream may be open."""
+    sd = _sounddevice()
+    sd._terminate()
+    sd._initialize()
+    release_alsa_plugins()
+
+
+def release_alsa_plugins() -> None:
+    """Unload the ALSA plugins that PortAudio's device scan loaded and no stream uses.
+
+    To list devices, PortAudio opens every PCM that ALSA's configuration defines. With
+    libasound2-plugins installed that maps the a52 encoder with libavcodec and all of its
+    codecs, ~12 MB resident, for the life of the process. Freeing alsa-lib's global
+    configuration unloads every plugin no open PCM holds; the next open reads the
+    configuration again. A no-op where libasound is not present (macOS, Windows)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libasound.so.2").snd_config_update_free_global()
 
 
 def input_devices() -> list[dict[str, Any]]:
@@ -240,11 +265,7 @@ class MicrophoneSource:
         logged = False
         while not self._stop.is_set():
             try:
-                import sounddevice as sd
-
-                # PortAudio only sees devices that come and go after a re-initialisation.
-                sd._terminate()
-                sd._initialize()
+                rescan_devices()
                 device = resolve_device(self.device_spec)
                 if device != self.device:  # another device now: search its formats again
                     self.device, self._format = device, None

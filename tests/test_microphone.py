@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,12 @@ def names(recordings):
     return clear_takes(recordings, WANTED)
 
 
+def alsa_plugins(pid: int) -> set[str]:
+    """The ALSA PCM plugins a process has mapped (libasound_module_pcm_NAME.so)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return set(re.findall(r"libasound_module_pcm_(\w+)\.so", maps))
+
+
 @pytest.fixture()
 def pulse(tmp_path):
     server = PulseServer(tmp_path).start()
@@ -36,6 +44,9 @@ def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings,
     daemon = Daemon("--device", "pulse", env=pulse.env)
     try:
         daemon.wait_for_log("listening on", timeout=30)
+        # The device scan opened every PCM in ALSA's configuration (a52 with libavcodec,
+        # jack, speex ... with libasound2-plugins); only the stream's own may stay mapped.
+        assert alsa_plugins(daemon.proc.pid) <= {"pulse"}
         pulse.play(wav)
         rows = daemon.rows(len(names), timeout=10)
     finally:
@@ -69,6 +80,7 @@ def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tm
         assert len(notify.times("WATCHDOG=1", since=lost)) >= 3
         pulse.load_sink()  # ... and plugged back in
         daemon.wait_for_log("input device back", timeout=30)
+        assert alsa_plugins(daemon.proc.pid) <= {"pulse"}  # the rescans released theirs too
         pulse.play(wav)
         after = daemon.rows(3, timeout=10)
     finally:
