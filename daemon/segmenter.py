@@ -36,10 +36,10 @@ class SegmenterSettings:
     onset_db: float = 10.0  # a sound this much louder than all of a running segment so far
     # starts a new one there, and the quieter part before is closed on its own: a word that
     # begins while the room talks must not come with a second of babble before it (0: off)
-    release_db: float = 20.0  # inside a segment, frames this far under its loudest frame
+    release_db: float = 17.0  # inside a segment, frames this far under its loudest frame
     # count as unvoiced: a word ends even when the room keeps talking (babble is "speech";
     # 90: off)
-    release_ms: int = 150  # ...once they fill this much of its end: longer than the hangover,
+    release_ms: int = 170  # ...once they fill this much of its end: longer than the hangover,
     # so the short dips between the words of a phrase do not cut it into digit-sized pieces
 
     def validate(self) -> None:

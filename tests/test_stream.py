@@ -261,7 +261,7 @@ def end_delays(segments, spans) -> list[float]:
 
 def test_words_end_on_time_while_the_room_keeps_talking(recordings):
     # Babble 20 dB under the words stays "speech" to webrtcvad after each word; counting
-    # frames 20 dB under the segment's loudest as silence closes the segment at the word.
+    # frames release_db (17) under the segment's loudest as silence closes it at the word.
     stream = build_stream(recordings, NAMES, PAUSES, noise=0.0)
     speech_power = np.mean(np.concatenate(
         [stream.samples[int(a * 8000) : int(b * 8000)] for a, b in stream.spans]) ** 2)
@@ -327,7 +327,7 @@ def test_a_word_that_starts_while_the_room_talks_gets_its_own_segment(recordings
 def test_a_phrase_is_not_cut_into_digit_sized_pieces():
     # Talking is not digits: a phrase should stay one (too long, rejected) segment. The
     # release rule must not cut it at every short dip between its words, so its quiet has
-    # to last release_ms (150), longer than the 100 ms hangover of webrtcvad's silence.
+    # to last release_ms (170), longer than the 100 ms hangover of webrtcvad's silence.
     rng = np.random.default_rng(0)
 
     def pieces(settings: SegmenterSettings | None) -> int:
