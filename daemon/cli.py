@@ -36,6 +36,7 @@ from .config import (
 )
 from .model import DigitClassifier, ModelError
 from .mqtt import MqttError
+from .sources import DeviceError
 
 log = logging.getLogger("digitd")
 
@@ -132,17 +133,13 @@ def open_publisher(settings: Settings):
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     from .notify import Notifier
     from .pipeline import StreamRecognizer
-    from .sources import DeviceError, MicrophoneSource, RawPcmSource, input_devices, stdin_binary
+    from .sources import MicrophoneSource, RawPcmSource, input_devices, stdin_binary
 
     segmenter = settings.segmenter()
     if settings["audio.input"] != "-":
         # Scan the devices before the model loads: the plugins ALSA maps for the scan are
         # released after it, so they never add to the interpreter's memory at the peak.
-        try:
-            input_devices()
-        except DeviceError as exc:
-            print(f"digitd: {exc}", file=sys.stderr)
-            return 2
+        input_devices()
     classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
     recognizer = StreamRecognizer(classifier, segmenter)
     printer = EventPrinter(settings["format"], settings["verbose"])
@@ -153,22 +150,15 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
         log.info("reading s16le PCM from stdin at %d Hz, %d ch", settings["audio.rate"],
                  settings["audio.channels"])
     else:
-        try:
-            source = MicrophoneSource(rate, device=settings["audio.device"] or None,
-                                      block_seconds=settings["audio.block_ms"] / 1000.0)
-        except DeviceError as exc:
-            print(f"digitd: {exc}", file=sys.stderr)
-            return 2
+        source = MicrophoneSource(rate, device=settings["audio.device"] or None,
+                                  block_seconds=settings["audio.block_ms"] / 1000.0)
     publisher = open_publisher(settings)
     sinks: list[Sink] = [printer] + ([publisher] if publisher is not None else [])
     notifier = Notifier()
-    try:
+    try:  # a DeviceError here is the first open failing; later losses are reopened
         run_stream(source, recognizer, sinks, on_block=ServiceState(notifier, source, printer))
     except Shutdown as why:
         log.info("%s: stopping (%d digits recognized)", why, printer.digits)
-    except DeviceError as exc:  # the first open failed; later losses are reopened
-        print(f"digitd: {exc}", file=sys.stderr)
-        return 2
     finally:
         notifier.stopping(f"stopping; {printer.digits} digits recognized")
         if hasattr(source, "stop"):
@@ -238,13 +228,9 @@ def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .sources import DeviceError, input_devices
+    from .sources import input_devices
 
-    try:
-        devices = input_devices()
-    except DeviceError as exc:
-        print(f"digitd: {exc}", file=sys.stderr)
-        return 2
+    devices = input_devices()
     if args.list_format == "jsonl":
         for d in devices:
             emit(json.dumps(d))
@@ -330,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings is None:
             return args.func(args) if args.func is cmd_devices else args.func(args, None)
         return args.func(args, settings)
-    except (ConfigError, ModelError, MqttError) as exc:
+    except (ConfigError, DeviceError, ModelError, MqttError) as exc:
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
     except Shutdown:
