@@ -19,7 +19,7 @@ from digitd.daemon.segmenter import SegmenterSettings
 from bench import material
 from bench.cost import REPO
 from bench.recognizers import Digitd
-from bench.run import digits_per_hour
+from bench.run import BenchConfig, digits_per_hour
 from bench.scoring import StreamScore, score_stream
 
 
@@ -37,7 +37,8 @@ def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd
                 score = score_stream(stream.truth, recognizer.stream(stream.samples))
                 for key in ((kind, snr), ("all", snr)):
                     scores.setdefault(key, StreamScore(latencies_ms=[])).add(score)
-    false = digits_per_hour([Digitd(None, segmenter, block_ms)], 300.0, babble)["digitd"]
+    false = digits_per_hour([Digitd(None, segmenter, block_ms)],
+                            BenchConfig.non_digit_seconds, babble)["digitd"]
     return {"label": label, **{f"{kind} {snr} dB": s.summary() for (kind, snr), s in
                                scores.items()}, "false digits per hour": false}
 
