@@ -1,7 +1,7 @@
 """The shipped int8 TFLite model, its metadata, and the rejection rule.
 
 Every setting the runtime needs (labels, sample rate, feature parameters, quantization,
-rejection threshold) is read from the metadata JSON written beside the model at export.
+rejection rule) is read from the metadata JSON written beside the model at export.
 """
 
 from __future__ import annotations
@@ -34,10 +34,36 @@ def metadata_path_for(model_path: Path) -> Path:
 
 
 @dataclass(frozen=True)
+class RejectionRule:
+    """When the model's answer is not printed. Two separate questions:
+    "is it a digit at all?" (the unknown class's probability) and "which digit?" (the
+    best probability). On held-out speakers p(unknown) separates non-digit words from
+    digits far better than a low top probability does, which mostly means a hard digit."""
+
+    min_confidence: float  # reject when the best probability is below this
+    max_unknown: float = 1.0  # reject when p(unknown) reaches this; 1.0 = top label only
+
+    def digits(self, probs: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+        """Decided digit per row of probabilities (n x labels), -1 where rejected."""
+        probs = np.atleast_2d(probs)
+        best = np.argmax(probs, axis=1)
+        digit_of_label = np.array([int(x) if x.isdigit() else -1 for x in labels])
+        accept = (digit_of_label[best] >= 0) & (probs[np.arange(len(probs)), best]
+                                                >= self.min_confidence)
+        if UNKNOWN_LABEL in labels:
+            accept &= probs[:, labels.index(UNKNOWN_LABEL)] < self.max_unknown
+        return np.where(accept, digit_of_label[best], -1)
+
+    def describe(self) -> str:
+        return (f"reject when the arg-max label is '{UNKNOWN_LABEL}', or p({UNKNOWN_LABEL}) >= "
+                f"{self.max_unknown:.2f}, or the best probability < {self.min_confidence:.2f}")
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     labels: tuple[str, ...]
     features: FeatureConfig
-    threshold: float  # reject when the best digit's probability is below this
+    rejection: RejectionRule
     raw: dict[str, Any]
 
     @property
@@ -55,10 +81,13 @@ class ModelMetadata:
         try:
             labels = tuple(str(label) for label in raw["labels"])
             features = FeatureConfig.from_dict(raw["features"])
-            threshold = float(raw["rejection"]["threshold"])
-        except (KeyError, TypeError, ValueError) as exc:
+            rejection = RejectionRule(
+                min_confidence=float(raw["rejection"]["threshold"]),
+                # Models exported before the unknown-class rule have no such key.
+                max_unknown=float(raw["rejection"].get("unknown_threshold", 1.0)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model metadata {path} is incomplete: {exc!r}") from exc
-        return cls(labels=labels, features=features, threshold=threshold, raw=raw)
+        return cls(labels=labels, features=features, rejection=rejection, raw=raw)
 
 
 def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
@@ -146,13 +175,12 @@ class DigitClassifier:
 
     def classify(self, features: np.ndarray) -> Prediction:
         probs = self.probabilities(features)
-        return decide(probs, self.metadata.labels, self.metadata.threshold)
+        return decide(probs, self.metadata.labels, self.metadata.rejection)
 
 
-def decide(probs: np.ndarray, labels: tuple[str, ...], threshold: float) -> Prediction:
-    """The rejection rule, shared by training's calibration and the runtime."""
+def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:
+    """One prediction under the rejection rule that training's calibration also uses."""
     best = int(np.argmax(probs))
-    label = labels[best]
-    confidence = float(probs[best])
-    digit = int(label) if label.isdigit() and confidence >= threshold else None
-    return Prediction(digit=digit, label=label, confidence=confidence, probabilities=probs)
+    digit = int(rule.digits(probs, labels)[0])
+    return Prediction(digit=None if digit < 0 else digit, label=labels[best],
+                      confidence=float(probs[best]), probabilities=probs)

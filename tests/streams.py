@@ -46,21 +46,24 @@ def write_stream(stream: DigitStream, path: Path) -> Path:
 def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float = 0.15,
                 ) -> list[str]:
     """For each (digit, speaker), the first take the shipped model recognizes whole-file
-    with a clear margin over its threshold. Device and streaming tests use these, so they
-    test the audio path, not the model's accuracy (LOSO measures that)."""
+    with a clear margin inside its rejection rule. Device and streaming tests use these, so
+    they test the audio path, not the model's accuracy (LOSO measures that)."""
     from digitd.daemon.audio import read_audio
     from digitd.daemon.features import extract
-    from digitd.daemon.model import DigitClassifier
+    from digitd.daemon.model import UNKNOWN_LABEL, DigitClassifier
 
     classifier = DigitClassifier()
+    unknown = classifier.metadata.labels.index(UNKNOWN_LABEL)
     names = []
     for digit, speaker in wanted:
         for take in range(50):
             name = f"{digit}_{speaker}_{take}.wav"
             wave = read_audio(recordings / name, 8000)
             prediction = classifier.classify(extract(wave, classifier.features))
+            rule = classifier.metadata.rejection
             if (prediction.digit == digit
-                    and prediction.confidence >= classifier.metadata.threshold + margin):
+                    and prediction.confidence >= rule.min_confidence + margin
+                    and prediction.probabilities[unknown] <= rule.max_unknown / 2):
                 names.append(name)
                 break
         else:

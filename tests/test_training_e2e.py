@@ -14,7 +14,7 @@ pytest.importorskip("tensorflow")
 @pytest.mark.slow
 def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_path):
     import keras
-    from digitd.daemon.model import DigitClassifier
+    from digitd.daemon.model import DigitClassifier, RejectionRule
     from digitd.train import cli
     from digitd.train.data import load_fsdd
 
@@ -49,13 +49,14 @@ def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_pa
     loso = {"per_speaker": {"theo": {"int8_accuracy": 0.9}}, "float_accuracy": {"mean": 0.9},
             "int8_accuracy": {"mean": 0.9, "worst": 0.9}, "int8_float_agreement": 1.0,
             "nondigit_rejection_rate_int8": 0.97, "threshold": 0.55,
-            "threshold_calibration": "test"}
+            "unknown_threshold": 0.2, "threshold_calibration": "test"}
     (reports / "loso.json").write_text(json.dumps(loso))
     assert cli.main(["attach-loso", "--reports", str(reports), "--model", str(out)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["rejection"]["threshold"] == 0.55
+    assert meta["rejection"]["unknown_threshold"] == 0.2
     assert meta["loso"]["int8_accuracy"]["worst"] == 0.9
-    assert DigitClassifier(out).metadata.threshold == 0.55
+    assert DigitClassifier(out).metadata.rejection == RejectionRule(0.55, 0.2)
 
 
 @pytest.mark.slow
@@ -74,19 +75,36 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
         assert 0.0 <= row["int8_accuracy"] <= 1.0
         assert 0.0 <= row["int8_float_agreement"] <= 1.0
     assert report["int8_accuracy"]["worst"] <= report["int8_accuracy"]["mean"]
-    assert 0.3 <= report["threshold"] <= 0.95
+    assert 0.0 <= report["threshold"] <= 0.95
+    assert 0.02 <= report["unknown_threshold"] <= 1.0
+    for row in report["per_speaker"].values():  # the noisy copies were scored too
+        assert 0.0 <= row["noisy_int8_accuracy"] <= 1.0
     matrix = np.array(report["confusion_int8"])
     assert matrix.shape == (10, 11) and matrix.sum() == 80
     for name in ("loso_confusion.png", "loso_speakers.png"):
         assert (reports / name).stat().st_size > 5000
-    # Fold models carry the calibrated threshold.
+    # Fold models carry the calibrated rule.
     fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
     assert fold["rejection"]["threshold"] == report["threshold"]
-    # Recalibration from the saved predictions, no training: when false accepts cost
-    # nothing, the threshold is never higher.
+    assert fold["rejection"]["unknown_threshold"] == report["unknown_threshold"]
+
+    # The saved fold models score the same noisy copies again (their seeds follow the fold).
+    saved = dict(np.load(reports / "loso" / "predictions.npz"))
+    code = cli.main(["evaluate", "--loso", "--repredict-noisy", "--quick", "--limit-per-class",
+                     "4", "--data", str(fsdd_dir), "--reports", str(reports)])
+    assert code == 0
+    again = np.load(reports / "loso" / "predictions.npz")
+    for key in ("theo_noisy_int8_probs", "george_negative_noisy_int8"):
+        assert saved[key].size and np.array_equal(saved[key], again[key]), key
+
+    # Recalibration from the saved predictions, no training: when a digit nobody said
+    # costs nothing, fewer digits are rejected and no fewer are printed wrongly.
     code = cli.main(["evaluate", "--loso", "--recalibrate", "--false-accept-cost", "0",
                      "--reports", str(reports)])
     assert code == 0
     relaxed = json.loads((reports / "loso.json").read_text())
-    assert relaxed["threshold"] <= report["threshold"]
+    strict, free = report["calibration_rates_int8"], relaxed["calibration_rates_int8"]
+    assert free["rejected_digit"] <= strict["rejected_digit"]
+    assert (free["false_accept"] + free["wrong_digit"]
+            >= strict["false_accept"] + strict["wrong_digit"])
     assert relaxed["per_speaker"].keys() == report["per_speaker"].keys()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digitd.daemon.model import RejectionRule
 
 from .config import TrainConfig, quick_config
 from .data import (
@@ -24,7 +25,8 @@ from .data import (
 
 log = logging.getLogger("digitd.train")
 
-DEFAULT_THRESHOLD = 0.6  # used only when no LOSO report exists to calibrate from
+# Used only when no LOSO report exists to calibrate from.
+DEFAULT_REJECTION = RejectionRule(min_confidence=0.6)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +67,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import recalibrate, run_loso
+    from .evaluate import recalibrate, repredict_noisy, run_loso
 
     cfg = make_config(args)
     cfg.false_accept_cost = args.false_accept_cost
@@ -75,13 +77,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate,
                          cfg.limit_per_class)
-        report = run_loso(fsdd, cfg, args.reports, speakers=args.speakers)
+        report = (repredict_noisy(fsdd, cfg, args.reports) if args.repredict_noisy
+                  else run_loso(fsdd, cfg, args.reports, speakers=args.speakers))
     report_line = (f"LOSO int8 accuracy mean {report['int8_accuracy']['mean']:.2%} worst "
                    f"{report['int8_accuracy']['worst']:.2%}; float mean "
                    f"{report['float_accuracy']['mean']:.2%}; int8/float agreement "
                    f"{report['int8_float_agreement']:.2%}; non-digit rejection "
-                   f"{report['nondigit_rejection_rate_int8']:.2%} at threshold "
-                   f"{report['threshold']:.2f} ({time.time() - started:.0f} s)")
+                   f"{report['nondigit_rejection_rate_int8']:.2%}; rule: "
+                   f"{report['rejection_rule']} ({time.time() - started:.0f} s)")
     for speaker, row in report["per_speaker"].items():
         print(f"  {speaker:10s} int8 {row['int8_accuracy']:.2%}  float {row['float_accuracy']:.2%}")
     print(report_line)
@@ -89,32 +92,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def loso_results(reports: Path) -> tuple[float, str, dict | None]:
-    """(threshold, how it was calibrated, LOSO summary) from reports/loso.json."""
+def loso_results(reports: Path) -> tuple[RejectionRule, str, dict | None]:
+    """(rejection rule, how it was calibrated, LOSO summary) from reports/loso.json."""
     path = reports / "loso.json"
     if not path.is_file():
-        log.warning("no %s: rejection threshold left at %.2f", path, DEFAULT_THRESHOLD)
-        return DEFAULT_THRESHOLD, "default: no LOSO report to calibrate from", None
+        log.warning("no %s: rejection rule left at %s", path, DEFAULT_REJECTION.describe())
+        return DEFAULT_REJECTION, "default: no LOSO report to calibrate from", None
     loso = json.loads(path.read_text())
     summary = {k: loso[k] for k in ("per_speaker", "float_accuracy", "int8_accuracy",
                                     "int8_float_agreement", "nondigit_rejection_rate_int8",
-                                    "threshold")}
-    return loso["threshold"], "from LOSO: " + loso["threshold_calibration"], summary
+                                    "threshold") if k in loso}
+    for k in ("noisy_int8_accuracy", "calibration_rates_int8"):  # newer reports only
+        if k in loso:
+            summary[k] = loso[k]
+    # Reports written before the unknown-class rule have no unknown_threshold.
+    rule = RejectionRule(loso["threshold"], loso.get("unknown_threshold", 1.0))
+    summary["unknown_threshold"] = rule.max_unknown
+    return rule, "from LOSO: " + loso["threshold_calibration"], summary
 
 
 def cmd_attach_loso(args: argparse.Namespace) -> int:
-    """Write the LOSO threshold and results into a model's metadata (when fit ran first)."""
+    """Write the LOSO rejection rule and results into a model's metadata (when fit ran first)."""
     from digitd.daemon.model import metadata_path_for
 
-    threshold, note, loso = loso_results(args.reports)
+    from .export import rejection_metadata
+
+    rule, note, loso = loso_results(args.reports)
     if loso is None:
         raise DataError(f"no LOSO report in {args.reports}: run digitd-train evaluate --loso")
     meta_path = metadata_path_for(args.model)
     meta = json.loads(meta_path.read_text())
-    meta["rejection"].update(threshold=threshold, calibration=note)
+    meta["rejection"] = rejection_metadata(rule, note)
     meta["loso"] = loso
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    print(f"{meta_path}: threshold {threshold:.2f}, LOSO int8 mean "
+    print(f"{meta_path}: {rule.describe()}; LOSO int8 mean "
           f"{loso['int8_accuracy']['mean']:.2%}")
     return 0
 
@@ -135,9 +146,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     representative = clean_features([fsdd.waves[i] for i in picks], cfg)
     tflite = to_int8_tflite(model, representative)
 
-    threshold, note, loso = loso_results(args.reports)
+    rule, note, loso = loso_results(args.reports)
     write_model(tflite, args.output, labels=LABELS, features=cfg.features.to_dict(),
-                threshold=threshold, threshold_note=note, train_config=cfg.to_dict(),
+                rejection=rule, rejection_note=note, train_config=cfg.to_dict(),
                 data_hash=data_hash(fsdd), loso=loso)
     if args.keras:
         model.save(args.keras)
@@ -161,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave-one-speaker-out over the FSDD speakers")
     p.add_argument("--speakers", nargs="+", default=None, help="only these held-out speakers")
     p.add_argument("--false-accept-cost", type=float, default=TrainConfig.false_accept_cost,
-                   help="threshold calibration: how many missed digits one digit nobody said "
+                   help="rejection calibration: how many missed digits one digit nobody said "
                         "is worth (default: %(default)s)")
     p.add_argument("--recalibrate", action="store_true",
-                   help="recompute threshold and report from the saved fold predictions")
+                   help="recompute the rejection rule and report from the saved fold predictions")
+    p.add_argument("--repredict-noisy", action="store_true",
+                   help="score the saved fold models on the noisy held-out copies, then "
+                        "recalibrate (for LOSO runs saved before those copies existed)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit", help="train on all speakers and export the int8 model")
@@ -173,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keras", type=Path, default=None, help="also save the float Keras model")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("attach-loso", help="put reports/loso.json's threshold and results "
+    p = sub.add_parser("attach-loso", help="put reports/loso.json's rejection rule and results "
                                            "into an exported model's metadata")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--model", type=Path, default=Path("models/digitd.tflite"))

@@ -2,8 +2,9 @@
 
 For each FSDD speaker: train on the other five (plus synthetic voices), export int8, and
 test the float and int8 models on the held-out speaker's 500 files and on non-digit
-material the fold never saw (held-out words in every synthetic voice, noise, tones).
-The pooled held-out predictions calibrate the rejection threshold shipped with the model.
+material the fold never saw (held-out words in every synthetic voice, noise, tones), each
+also once more with noise added, since users' rooms are not quiet. The pooled held-out
+int8 predictions, clean and noisy, calibrate the rejection rule shipped with the model.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from digitd.daemon.model import DigitClassifier, decide
+from digitd.daemon.model import DigitClassifier, RejectionRule
 
 from . import synth
+from .augment import add_noise, babble, coloured_noise
 from .config import TrainConfig
 from .data import SPEAKERS, Utterances
 from .dataset import (
@@ -29,7 +31,7 @@ from .dataset import (
     tts_clips,
     unknown_waveform,
 )
-from .export import to_int8_tflite, write_model
+from .export import rejection_metadata, to_int8_tflite, write_model
 from .train import train_model
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class FoldResult:
     int8_probs: np.ndarray
     negative_float: np.ndarray  # probabilities on held-out non-digit material
     negative_int8: np.ndarray
+    noisy_int8_probs: np.ndarray  # the held-out files again, one noisy copy each
+    negative_noisy_int8: np.ndarray
 
 
 def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> list[np.ndarray]:
@@ -61,9 +65,38 @@ def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> lis
     return waves
 
 
+# Noise is scaled to the whole clip, word and its silence, so the SNR over the word itself
+# is a few dB higher: about 10-30 dB, a quiet to a loud room.
+NOISY_SNR_DB = (5.0, 25.0)
+
+
+def noisy_copies(waves: list[np.ndarray], babble_pool: list[np.ndarray],
+                 rng: np.random.Generator) -> list[np.ndarray]:
+    """Each wave with white, pink or babble noise at a random SNR in NOISY_SNR_DB."""
+    out = []
+    for wave in waves:
+        kind = rng.integers(3)
+        noise = (babble(wave.size, babble_pool, rng, talkers=int(rng.integers(3, 8))) if kind == 2
+                 else coloured_noise(wave.size, float(kind), rng))
+        out.append(add_noise(wave, noise, rng.uniform(*NOISY_SNR_DB)).astype(np.float32))
+    return out
+
+
 def int8_probabilities(model_path: Path, features: np.ndarray) -> np.ndarray:
     classifier = DigitClassifier(model_path)
     return np.stack([classifier.probabilities(f[:, :, 0]) for f in features])
+
+
+def noisy_int8_probabilities(model_path: Path, test_set: Utterances,
+                             negatives: list[np.ndarray], cfg: TrainConfig, fold: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """The fold model on one noisy copy of each held-out file and non-digit clip. Seeded by
+    the fold alone, so saved fold models can be scored again (--repredict)."""
+    rng = np.random.default_rng([cfg.seed, 998, fold])
+    digits = noisy_copies(list(test_set.waves), list(test_set.waves), rng)
+    others = noisy_copies(negatives, list(test_set.waves), rng)
+    return (int8_probabilities(model_path, clean_features(digits, cfg)),
+            int8_probabilities(model_path, clean_features(others, cfg)))
 
 
 def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
@@ -74,7 +107,8 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
     log.info("fold %s: %s", speaker, corpus.summary())
     model = train_model(corpus, cfg, desc=f"fold {speaker}")
     test_x = clean_features(test_set.waves, cfg)
-    negatives = clean_features(heldout_negatives(test_set, cfg, fold), cfg)
+    negative_waves = heldout_negatives(test_set, cfg, fold)
+    negatives = clean_features(negative_waves, cfg)
     representative = clean_features(train_set.waves, cfg)
     rng = np.random.default_rng(cfg.seed)
     representative = representative[rng.permutation(len(representative))[
@@ -82,9 +116,10 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
     tflite = to_int8_tflite(model, representative)
     path = write_model(
         tflite, out_dir / f"fold-{speaker}.tflite", labels=LABELS,
-        features=cfg.features.to_dict(), threshold=0.0, threshold_note="fold model",
+        features=cfg.features.to_dict(), rejection=RejectionRule(0.0), rejection_note="fold model",
         train_config=cfg.to_dict(), data_hash="", loso=None,
     )
+    noisy, negative_noisy = noisy_int8_probabilities(path, test_set, negative_waves, cfg, fold)
     result = FoldResult(
         speaker=speaker,
         truth=np.array(test_set.digits),
@@ -92,6 +127,8 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
         int8_probs=int8_probabilities(path, test_x),
         negative_float=model.predict(negatives, verbose=0, batch_size=256),
         negative_int8=int8_probabilities(path, negatives),
+        noisy_int8_probs=noisy,
+        negative_noisy_int8=negative_noisy,
     )
     log.info("fold %s: int8 arg-max accuracy %.2f%%, float %.2f%%", speaker,
              100 * np.mean(np.argmax(result.int8_probs, 1) == result.truth),
@@ -99,32 +136,70 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
     return result
 
 
-def decisions(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Predicted digit per row, -1 where rejected."""
-    out = [decide(p, LABELS, threshold).digit for p in probs]
-    return np.array([-1 if d is None else d for d in out])
+def decisions(probs: np.ndarray, rule: RejectionRule) -> np.ndarray:
+    """Predicted digit per row, -1 where rejected: the runtime's own rule."""
+    return rule.digits(probs, LABELS) if len(probs) else np.zeros(0, dtype=int)
 
 
-def false_accept_rate(probs: np.ndarray, threshold: float) -> float:
-    return float(np.mean(decisions(probs, threshold) >= 0)) if len(probs) else 0.0
+def false_accept_rate(probs: np.ndarray, rule: RejectionRule) -> float:
+    return float(np.mean(decisions(probs, rule) >= 0)) if len(probs) else 0.0
 
 
-def calibrate_threshold(folds: list[FoldResult], false_accept_cost: float
-                        ) -> tuple[float, str]:
-    """The threshold in [0.30, 0.95] minimizing, on the pooled held-out int8 predictions,
-    false_accept_cost x (share of non-digit clips accepted as digits) + (share of held-out
-    speakers' digits not recognized, rejections included)."""
-    negatives = np.concatenate([f.negative_int8 for f in folds])
-    probs = np.concatenate([f.int8_probs for f in folds])
-    truth = np.concatenate([f.truth for f in folds])
-    grid = np.round(np.arange(0.3, 0.96, 0.01), 2)
-    costs = [false_accept_cost * false_accept_rate(negatives, float(t))
-             + float(np.mean(decisions(probs, float(t)) != truth)) for t in grid]
-    threshold = float(grid[int(np.argmin(costs))])
-    note = (f"threshold in [0.30, 0.95] minimizing {false_accept_cost:g} x false-accept rate "
-            f"on {len(negatives)} held-out non-digit clips + digit error rate on "
-            f"{len(truth)} held-out-speaker files, int8, pooled over {len(folds)} LOSO folds")
-    return threshold, note
+@dataclass
+class Calibration:
+    rule: RejectionRule
+    note: str
+    rates: dict[str, float]  # pooled held-out rates under the chosen rule
+
+
+def outcome_rates(rule: RejectionRule, probs: np.ndarray, truth: np.ndarray,
+                  negatives: np.ndarray) -> dict[str, float]:
+    said = decisions(probs, rule)
+    return {"false_accept": false_accept_rate(negatives, rule),
+            "wrong_digit": float(np.mean((said >= 0) & (said != truth))),
+            "rejected_digit": float(np.mean(said < 0))}
+
+
+MIN_CONFIDENCE_GRID = np.round(np.arange(0.0, 0.96, 0.01), 2)
+# 1.0 keeps the plain top-label rule among the candidates.
+MAX_UNKNOWN_GRID = np.round([*np.arange(0.02, 0.51, 0.01), 1.0], 2)
+
+
+def calibrate_rejection(folds: list[FoldResult], false_accept_cost: float) -> Calibration:
+    """The rule on a grid of (best probability, p(unknown)) minimizing, on the pooled
+    held-out int8 predictions, clean and noisy, false_accept_cost x (share of printed digits
+    nobody said: non-digit clips accepted plus held-out digits printed as another digit) +
+    share of held-out digits rejected. A wrong digit is a digit nobody said, so it costs the
+    same as a false accept."""
+    negatives = np.concatenate([a for f in folds for a in (f.negative_int8,
+                                                            f.negative_noisy_int8)])
+    probs = np.concatenate([a for f in folds for a in (f.int8_probs, f.noisy_int8_probs)])
+    truth = np.concatenate([f.truth[: len(a)] for f in folds
+                            for a in (f.int8_probs, f.noisy_int8_probs)])
+
+    def cost(rule: RejectionRule) -> float:
+        r = outcome_rates(rule, probs, truth, negatives)
+        return false_accept_cost * (r["false_accept"] + r["wrong_digit"]) + r["rejected_digit"]
+
+    scored = [(cost(rule), rule) for rule in (RejectionRule(float(t), float(u))
+                                              for t in MIN_CONFIDENCE_GRID
+                                              for u in MAX_UNKNOWN_GRID)]
+    best = min(c for c, _ in scored)
+    # Among equally good rules, the one that prints the fewest digits nobody said.
+    rule = min((r for c, r in scored if c <= best + 1e-12),
+               key=lambda r: outcome_rates(r, probs, truth, negatives)["false_accept"])
+    rates = outcome_rates(rule, probs, truth, negatives)
+    rates["cost"] = cost(rule)
+    clips = sum(len(f.negative_int8) for f in folds)
+    files = sum(len(f.truth) for f in folds)
+    noisy = (f" clean and once with white, pink or babble noise at {NOISY_SNR_DB[0]:g}-"
+             f"{NOISY_SNR_DB[1]:g} dB SNR over the clip,"
+             if any(len(f.noisy_int8_probs) for f in folds) else "")
+    note = (f"best probability in [0, 0.95] and p(unknown) in [0.02, 0.5] or 1.0, minimizing "
+            f"{false_accept_cost:g} x (false-accept rate on {clips} held-out non-digit clips + "
+            f"wrong-digit rate) + rejected-digit rate on {files} held-out-speaker files,"
+            f"{noisy} int8, pooled over {len(folds)} LOSO folds")
+    return Calibration(rule, note, rates)
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -135,10 +210,11 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def summarize(folds: list[FoldResult], threshold: float, note: str) -> dict[str, Any]:
+def summarize(folds: list[FoldResult], calibration: Calibration) -> dict[str, Any]:
+    rule = calibration.rule
     per_speaker: dict[str, Any] = {}
     for f in folds:
-        fl, q = decisions(f.float_probs, threshold), decisions(f.int8_probs, threshold)
+        fl, q = decisions(f.float_probs, rule), decisions(f.int8_probs, rule)
         per_speaker[f.speaker] = {
             "files": int(f.truth.size),
             "float_accuracy": float(np.mean(fl == f.truth)),
@@ -147,10 +223,13 @@ def summarize(folds: list[FoldResult], threshold: float, note: str) -> dict[str,
             "int8_rejected": float(np.mean(q < 0)),
             "int8_float_agreement": float(np.mean(
                 np.argmax(f.int8_probs, 1) == np.argmax(f.float_probs, 1))),
-            "nondigit_false_accept_int8": false_accept_rate(f.negative_int8, threshold),
+            "nondigit_false_accept_int8": false_accept_rate(f.negative_int8, rule),
+            "noisy_int8_accuracy": float(np.mean(
+                decisions(f.noisy_int8_probs, rule) == f.truth[: len(f.noisy_int8_probs)])),
+            "noisy_nondigit_false_accept_int8": false_accept_rate(f.negative_noisy_int8, rule),
         }
     truth = np.concatenate([f.truth for f in folds])
-    int8_pred = np.concatenate([decisions(f.int8_probs, threshold) for f in folds])
+    int8_pred = np.concatenate([decisions(f.int8_probs, rule) for f in folds])
     negatives = np.concatenate([f.negative_int8 for f in folds])
     neg_argmax_unknown = float(np.mean(np.argmax(negatives, 1) == UNKNOWN))
 
@@ -159,14 +238,18 @@ def summarize(folds: list[FoldResult], threshold: float, note: str) -> dict[str,
         return {"mean": float(np.mean(values)), "worst": float(np.min(values))}
 
     return {
-        "threshold": threshold,
-        "threshold_calibration": note,
+        "threshold": rule.min_confidence,
+        "unknown_threshold": rule.max_unknown,
+        "rejection_rule": rule.describe(),
+        "threshold_calibration": calibration.note,
+        "calibration_rates_int8": calibration.rates,
         "per_speaker": per_speaker,
         "float_accuracy": stat("float_accuracy"),
         "int8_accuracy": stat("int8_accuracy"),
+        "noisy_int8_accuracy": stat("noisy_int8_accuracy"),
         "int8_float_agreement": float(np.mean([s["int8_float_agreement"]
                                                for s in per_speaker.values()])),
-        "nondigit_rejection_rate_int8": 1.0 - false_accept_rate(negatives, threshold),
+        "nondigit_rejection_rate_int8": 1.0 - false_accept_rate(negatives, rule),
         "nondigit_argmax_unknown_rate_int8": neg_argmax_unknown,
         "nondigit_clips": int(len(negatives)),
         "confusion_int8": confusion(truth, int8_pred).tolist(),
@@ -217,22 +300,23 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-FOLD_ARRAYS = ("truth", "float_probs", "int8_probs", "negative_float", "negative_int8")
+FOLD_ARRAYS = ("truth", "float_probs", "int8_probs", "negative_float", "negative_int8",
+               "noisy_int8_probs", "negative_noisy_int8")
 
 
 def report_folds(folds: list[FoldResult], cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
-    """Calibrate the threshold on the folds, write it into the fold models, and write
+    """Calibrate the rejection rule on the folds, write it into the fold models, and write
     loso.json, the raw predictions and the plots."""
-    threshold, note = calibrate_threshold(folds, cfg.false_accept_cost)
+    calibration = calibrate_rejection(folds, cfg.false_accept_cost)
     for f in folds:  # fold models carry the calibrated rule too (the benchmarks use them)
         meta_path = out_dir / "loso" / f"fold-{f.speaker}.json"
         meta = json.loads(meta_path.read_text())
-        meta["rejection"].update(threshold=threshold, calibration=note)
+        meta["rejection"] = rejection_metadata(calibration.rule, calibration.note)
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    report = summarize(folds, threshold, note)
+    report = summarize(folds, calibration)
     report["config"] = cfg.to_dict()
     (out_dir / "loso.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    np.savez(out_dir / "loso" / "predictions.npz",
+    np.savez(out_dir / "loso" / "predictions.npz", speakers=[f.speaker for f in folds],
              **{f"{f.speaker}_{k}": getattr(f, k) for f in folds for k in FOLD_ARRAYS})
     plot_report(report, out_dir)
     return report
@@ -250,10 +334,31 @@ def run_loso(fsdd: Utterances, cfg: TrainConfig, out_dir: Path,
     return report_folds(folds, cfg, out_dir)
 
 
+def saved_folds(out_dir: Path) -> list[FoldResult]:
+    """The saved fold predictions, in the order the folds ran (their seeds follow it)."""
+    saved = np.load(Path(out_dir) / "loso" / "predictions.npz")
+    speakers = ([str(s) for s in saved["speakers"]] if "speakers" in saved
+                else [s for s in SPEAKERS if f"{s}_truth" in saved])
+    empty = np.zeros((0, len(LABELS)), dtype=np.float32)  # runs from before the noisy copies
+    return [FoldResult(s, *(saved.get(f"{s}_{k}", empty)
+                            for k in FOLD_ARRAYS)) for s in speakers]
+
+
 def recalibrate(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     """Redo calibration and the report from saved fold predictions, without training."""
-    out_dir = Path(out_dir)
-    saved = np.load(out_dir / "loso" / "predictions.npz")
-    speakers = [s for s in SPEAKERS if f"{s}_truth" in saved]
-    folds = [FoldResult(s, *(saved[f"{s}_{k}"] for k in FOLD_ARRAYS)) for s in speakers]
-    return report_folds(folds, cfg, out_dir)
+    return report_folds(saved_folds(out_dir), cfg, Path(out_dir))
+
+
+def repredict_noisy(fsdd: Utterances, cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Score the saved fold models on the noisy copies (for runs saved before they existed),
+    then recalibrate. Uses the same held-out material and seeds as run_loso."""
+    folds = saved_folds(out_dir)
+    for fold, f in enumerate(folds):
+        test_set = fsdd.subset(np.array([s == f.speaker for s in fsdd.speakers]))
+        negatives = heldout_negatives(test_set, cfg, fold)
+        if (len(test_set), len(negatives)) != (len(f.truth), len(f.negative_int8)):
+            raise ValueError(f"fold {f.speaker}: the held-out material is not the one the "
+                             "saved predictions were made on (other data or settings?)")
+        f.noisy_int8_probs, f.negative_noisy_int8 = noisy_int8_probabilities(
+            Path(out_dir) / "loso" / f"fold-{f.speaker}.tflite", test_set, negatives, cfg, fold)
+    return report_folds(folds, cfg, Path(out_dir))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from digitd.daemon.model import metadata_path_for
+from digitd.daemon.model import RejectionRule, metadata_path_for
 
 from .data import FSDD_ATTRIBUTION, FSDD_VERSION
 
@@ -60,14 +60,20 @@ def input_quantization(tflite_model: bytes) -> dict[str, Any]:
     }
 
 
+def rejection_metadata(rule: RejectionRule, note: str) -> dict[str, Any]:
+    """The metadata's "rejection" block, which ModelMetadata.load reads back."""
+    return {"rule": rule.describe(), "threshold": rule.min_confidence,
+            "unknown_threshold": rule.max_unknown, "calibration": note}
+
+
 def write_model(
     tflite_model: bytes,
     path: Path,
     *,
     labels: tuple[str, ...],
     features: dict[str, Any],
-    threshold: float,
-    threshold_note: str,
+    rejection: RejectionRule,
+    rejection_note: str,
     train_config: dict[str, Any],
     data_hash: str,
     loso: dict[str, Any] | None,
@@ -80,11 +86,7 @@ def write_model(
         "labels": list(labels),
         "features": features,
         "quantization": input_quantization(tflite_model),
-        "rejection": {
-            "rule": "reject when the arg-max label is 'unknown' or its probability < threshold",
-            "threshold": threshold,
-            "calibration": threshold_note,
-        },
+        "rejection": rejection_metadata(rejection, rejection_note),
         "training": {
             "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
                     "non-digit words",

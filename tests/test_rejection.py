@@ -1,0 +1,122 @@
+"""The rejection rule: the runtime's decision and the LOSO calibration that chooses it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from digitd.daemon.model import (
+    DigitClassifier,
+    ModelError,
+    ModelMetadata,
+    RejectionRule,
+    decide,
+    default_model_path,
+)
+
+LABELS = (*map(str, range(10)), "unknown")
+
+
+def probs(digit: int, p_digit: float, p_unknown: float) -> np.ndarray:
+    """A probability vector: `digit` at p_digit, unknown at p_unknown, the rest spread."""
+    out = np.full(11, (1.0 - p_digit - p_unknown) / 9, dtype=np.float32)
+    out[digit], out[10] = p_digit, p_unknown
+    return out
+
+
+def test_unknown_probability_rejects_a_digit_that_is_confident_enough():
+    p = probs(4, p_digit=0.8, p_unknown=0.15)
+    assert decide(p, LABELS, RejectionRule(min_confidence=0.36)).digit == 4
+    rejected = decide(p, LABELS, RejectionRule(min_confidence=0.36, max_unknown=0.1))
+    assert rejected.digit is None
+    assert rejected.label == "4" and rejected.confidence == pytest.approx(0.8)
+    # Below the unknown limit the confidence floor still applies on its own.
+    assert decide(probs(4, 0.3, 0.05), LABELS, RejectionRule(0.36, 0.1)).digit is None
+    assert decide(probs(4, 0.4, 0.05), LABELS, RejectionRule(0.36, 0.1)).digit == 4
+
+
+def test_top_label_unknown_is_always_rejected():
+    p = probs(2, p_digit=0.3, p_unknown=0.6)
+    assert decide(p, LABELS, RejectionRule(min_confidence=0.0, max_unknown=1.0)).digit is None
+
+
+def test_batch_decisions_equal_one_at_a_time():
+    rng = np.random.default_rng(3)
+    batch = rng.dirichlet(np.full(11, 0.3), size=500).astype(np.float32)
+    rule = RejectionRule(min_confidence=0.4, max_unknown=0.1)
+    one_by_one = [decide(p, LABELS, rule).digit for p in batch]
+    assert list(rule.digits(batch, LABELS)) == [-1 if d is None else d for d in one_by_one]
+    assert 0 < sum(d is None for d in one_by_one) < len(batch)  # both outcomes exercised
+
+
+def test_shipped_metadata_carries_both_limits():
+    meta = ModelMetadata.load(default_model_path().with_suffix(".json"))
+    assert 0.0 <= meta.rejection.min_confidence < 1.0
+    assert 0.0 < meta.rejection.max_unknown <= 1.0
+    assert meta.raw["rejection"]["rule"] == meta.rejection.describe()
+
+
+def test_metadata_from_before_the_unknown_limit_keeps_the_top_label_rule(tmp_path):
+    model = tmp_path / "old.tflite"
+    shutil.copy(default_model_path(), model)
+    meta = json.loads(default_model_path().with_suffix(".json").read_text())
+    meta["rejection"] = {"threshold": 0.51}
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    assert DigitClassifier(model).metadata.rejection == RejectionRule(0.51, 1.0)
+
+    meta["rejection"] = {"threshold": 0.5, "unknown_threshold": "high"}
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="incomplete"):
+        DigitClassifier(model)
+
+
+def fold(speaker: str, digits: list[np.ndarray], negatives: list[np.ndarray], truth: list[int]):
+    from digitd.train.evaluate import FoldResult
+
+    d, n = np.stack(digits), np.stack(negatives)
+    return FoldResult(speaker, np.array(truth), d, d, n, n, d, n)
+
+
+def test_calibration_uses_the_unknown_probability_when_it_separates():
+    pytest.importorskip("tensorflow")
+    from digitd.train.evaluate import calibrate_rejection
+
+    # Held-out digits are unsure (top 0.5-0.6) but clearly not "unknown"; the non-digit
+    # clips look like confident digits with some unknown mass, as "hive" looks like "five".
+    # No confidence floor alone can tell them apart.
+    rng = np.random.default_rng(0)
+    truth = [int(x) for x in rng.integers(0, 10, 200)]
+    digits = [probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth]
+    negatives = [probs(int(rng.integers(10)), rng.uniform(0.7, 0.9), rng.uniform(0.08, 0.2))
+                 for _ in range(300)]
+    result = calibrate_rejection([fold("a", digits, negatives, truth)], false_accept_cost=2.0)
+    assert result.rates["false_accept"] == 0.0
+    assert result.rates["rejected_digit"] == 0.0 and result.rates["wrong_digit"] == 0.0
+    assert 0.04 <= result.rule.max_unknown <= 0.08
+
+    # Where only the confidence floor can reject, the calibration lowers it to keep digits.
+    flat = [p.copy() for p in negatives]
+    for p in flat:
+        p[10] = 0.0
+    result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=0.5)
+    assert result.rates["rejected_digit"] == 0.0 and result.rates["false_accept"] == 1.0
+    # ...and rejects everything when a false accept costs more than all the digits.
+    result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=2.0)
+    assert result.rates["false_accept"] == 0.0 and result.rates["rejected_digit"] == 1.0
+
+
+def test_noisy_copies_are_seeded_and_at_the_stated_snr(recordings):
+    pytest.importorskip("tensorflow")
+    from digitd.daemon.audio import read_audio
+    from digitd.train.evaluate import NOISY_SNR_DB, noisy_copies
+
+    waves = [read_audio(recordings / f"{d}_theo_{t}.wav", 8000) for d in range(10) for t in (1, 2)]
+    first = noisy_copies(waves, waves, np.random.default_rng(7))
+    again = noisy_copies(waves, waves, np.random.default_rng(7))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    snrs = [10 * np.log10(np.mean(w**2) / np.mean((n - w) ** 2))
+            for w, n in zip(waves, first, strict=True)]
+    assert NOISY_SNR_DB[0] - 0.01 <= min(snrs) and max(snrs) <= NOISY_SNR_DB[1] + 0.01
+    assert max(snrs) - min(snrs) > 5  # a spread, not one level
