@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
         # Scan the devices before the model loads: the plugins ALSA maps for the scan are
         # released after it, so they never add to the interpreter's memory at the peak.
         input_devices()
-    classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
+    classifier = load_classifier(settings)
     recognizer = StreamRecognizer(classifier, segmenter)
     printer = EventPrinter(settings["format"], settings["verbose"])
     rate = classifier.features.sample_rate
@@ -167,6 +168,16 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
             publisher.close()
         notifier.close()
     return 0
+
+
+def load_classifier(settings: Settings) -> DigitClassifier:
+    """The model, with the rejection limits the settings give in place of its own."""
+    classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
+    if overrides := settings.rejection():
+        classifier.rejection = replace(classifier.rejection, **overrides)
+        log.info("rejection: %s (the model's: %s)", classifier.rejection.describe(),
+                 classifier.metadata.rejection.describe())
+    return classifier
 
 
 def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Settings) -> int:
@@ -197,7 +208,7 @@ def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Set
 
 
 def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
-    classifier = DigitClassifier(Path(settings["model"]) if settings["model"] else None)
+    classifier = load_classifier(settings)
     failed = 0
     if args.whole:
         return recognize_whole(args.files, classifier, settings)

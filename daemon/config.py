@@ -108,6 +108,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",
            commands=(LISTEN, RECOGNIZE, DEMO, "devices"),
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    # rejection: the model's calibrated limits unless set
+    Option("rejection.max_unknown", "--max-unknown", float, None,
+           "reject a segment when the model's 'not a digit' probability reaches this: lower "
+           "means fewer digits nobody said and more missed ones (unset: the model's "
+           "calibrated value)", low=0.0, high=1.0, example=0.05),
+    Option("rejection.min_confidence", "--min-confidence", float, None,
+           "reject a digit whose probability is below this: higher means fewer wrong digits "
+           "and more missed ones (unset: the model's calibrated value)", low=0.0, high=1.0,
+           example=0.5),
     # audio source: listen only
     Option("audio.device", "--device", str, "", "input device index or name substring "
            "(empty: the system default)", commands=(LISTEN,), example="USB"),
@@ -184,7 +193,7 @@ OPTIONS: tuple[Option, ...] = (
            "Home Assistant's discovery prefix", check=check_device_id),
 )
 BY_KEY = {option.key: option for option in OPTIONS}
-SECTIONS = ("", "audio", "vad", "mqtt")
+SECTIONS = ("", "rejection", "audio", "vad", "mqtt")
 
 
 @dataclass
@@ -207,6 +216,12 @@ class Settings:
             raise ConfigError(f"vad settings: {exc}") from exc
         return settings
 
+    def rejection(self) -> dict[str, float]:
+        """The rejection limits set in the file or on the command line (RejectionRule
+        fields); the model's own for the rest."""
+        return {k.partition(".")[2]: v for k, v in self.values.items()
+                if k.startswith("rejection.") and v is not None}
+
     def to_toml(self) -> str:
         """The effective settings as a config file, each line saying where it came from."""
         lines = []
@@ -214,8 +229,14 @@ class Settings:
             lines.append(f"# effective settings; config file: {self.file}")
         else:
             lines.append("# effective settings; no config file found")
-        lines += toml_lines(lambda option, name: [
-            f"{name} = {toml_value(self.values[option.key])}  # {self.origin[option.key]}"])
+
+        def effective(option: Option, name: str) -> list[str]:
+            value, origin = self.values[option.key], self.origin[option.key]
+            if value is None:  # TOML has no null: unset means the built-in behaviour
+                return [f"# {name} is unset  # {origin}"]
+            return [f"{name} = {toml_value(value)}  # {origin}"]
+
+        lines += toml_lines(effective)
         return "\n".join(lines) + "\n"
 
 

@@ -134,11 +134,14 @@ class Prediction:
 class DigitClassifier:
     """Features -> Prediction with the model's rejection rule. One interpreter, reused."""
 
-    def __init__(self, model_path: Path | None = None, num_threads: int = 1) -> None:
+    def __init__(self, model_path: Path | None = None, num_threads: int = 1,
+                 rejection: RejectionRule | None = None) -> None:
+        """`rejection`: a rule in place of the one calibrated into the model's metadata."""
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise ModelError(f"model file not found: {self.model_path}")
         self.metadata = ModelMetadata.load(metadata_path_for(self.model_path))
+        self.rejection = rejection or self.metadata.rejection
         self._interpreter = load_interpreter(self.model_path, num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -175,7 +178,7 @@ class DigitClassifier:
 
     def classify(self, features: np.ndarray) -> Prediction:
         probs = self.probabilities(features)
-        return decide(probs, self.metadata.labels, self.metadata.rejection)
+        return decide(probs, self.metadata.labels, self.rejection)
 
 
 def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:

@@ -26,6 +26,8 @@ CLI = [sys.executable, "-m", "digitd.daemon.cli"]
 
 def non_default(option):
     """A valid value different from the default, for every option."""
+    if option.default is None:  # unset unless given: the example is a value
+        return option.example
     if option.choices is not None:
         return next(c for c in option.choices if c != option.default)
     if option.kind is bool:
@@ -70,14 +72,15 @@ def test_every_option_is_a_flag_and_the_command_line_wins(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(as_toml({o.key: non_default(o) for o in OPTIONS}))
     argv = ["config", "--check", "--config", str(path)]
+    given = {o.key: o.default if o.default is not None else o.low for o in OPTIONS}
     for option in OPTIONS:
         if option.kind is bool:
             argv.append(option.flag if option.default else f"--no-{option.flag[2:]}")
         else:
-            argv += [option.flag, str(option.default)]
+            argv += [option.flag, str(given[option.key])]
     settings = resolve(parse(argv))
     for option in OPTIONS:
-        assert settings[option.key] == option.default, option.key
+        assert settings[option.key] == given[option.key], option.key
         assert settings.origin[option.key] == "command line"
 
 

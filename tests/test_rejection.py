@@ -120,3 +120,30 @@ def test_noisy_copies_are_seeded_and_at_the_stated_snr(recordings):
             for w, n in zip(waves, first, strict=True)]
     assert NOISY_SNR_DB[0] - 0.01 <= min(snrs) and max(snrs) <= NOISY_SNR_DB[1] + 0.01
     assert max(snrs) - min(snrs) > 5  # a spread, not one level
+
+
+def test_rejection_limits_can_be_set_on_the_command_line_and_in_the_config_file(
+        recordings, tmp_path):
+    from tests.test_recognize import run_cli
+
+    files = [str(recordings / f"{d}_{s}_{t}.wav") for d in range(10)
+             for s in ("jackson", "lucas", "nicolas") for t in (5, 6)]
+
+    def printed(*args: str) -> list[str]:
+        result = run_cli("recognize", "--whole", *args, *files)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    model_rule = printed()
+    assert len(model_rule) == len(files) and 0 < model_rule.count("-") < len(files)
+    # Nothing gets through a confidence floor of 1.
+    assert printed("--min-confidence", "1") == ["-"] * len(files)
+    # Without the limits, only segments whose top label is "unknown" are rejected.
+    permissive = printed("--max-unknown", "1", "--min-confidence", "0")
+    assert permissive.count("-") < model_rule.count("-")
+    # The same from a config file; the command line wins over it.
+    config = tmp_path / "digitd.toml"
+    config.write_text("[rejection]\nmax_unknown = 0.0\n")
+    assert printed("--config", str(config)) == ["-"] * len(files)
+    assert printed("--config", str(config), "--max-unknown", "1", "--min-confidence", "0"
+                   ) == permissive
