@@ -75,8 +75,9 @@ def test_metadata_from_before_the_unknown_limit_keeps_the_top_label_rule(tmp_pat
 def fold(speaker: str, digits: list[np.ndarray], negatives: list[np.ndarray], truth: list[int]):
     from digitd.train.evaluate import FoldResult
 
-    d, n = np.stack(digits), np.stack(negatives)
-    return FoldResult(speaker, np.array(truth), d, d, n, n, d, n)
+    d, n, t = np.stack(digits), np.stack(negatives), np.array(truth)
+    none = np.zeros((0, 11), dtype=np.float32)
+    return FoldResult(speaker, t, d, d, n, n, d, n, np.zeros(0, dtype=int), none, none)
 
 
 def test_calibration_uses_the_unknown_probability_when_it_separates():
@@ -92,8 +93,10 @@ def test_calibration_uses_the_unknown_probability_when_it_separates():
     negatives = [probs(int(rng.integers(10)), rng.uniform(0.7, 0.9), rng.uniform(0.08, 0.2))
                  for _ in range(300)]
     result = calibrate_rejection([fold("a", digits, negatives, truth)], false_accept_cost=2.0)
-    assert result.rates["false_accept"] == 0.0
-    assert result.rates["rejected_digit"] == 0.0 and result.rates["wrong_digit"] == 0.0
+    assert set(result.rates) == {"clean", "noisy", "cost"}  # no voices in these folds
+    assert result.rates["clean"]["false_accept"] == 0.0
+    assert result.rates["clean"]["rejected_digit"] == 0.0
+    assert result.rates["clean"]["wrong_digit"] == 0.0
     assert 0.04 <= result.rule.max_unknown <= 0.08
 
     # Where only the confidence floor can reject, the calibration lowers it to keep digits.
@@ -101,10 +104,39 @@ def test_calibration_uses_the_unknown_probability_when_it_separates():
     for p in flat:
         p[10] = 0.0
     result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=0.5)
-    assert result.rates["rejected_digit"] == 0.0 and result.rates["false_accept"] == 1.0
+    assert result.rates["clean"]["rejected_digit"] == 0.0
+    assert result.rates["clean"]["false_accept"] == 1.0
     # ...and rejects everything when a false accept costs more than all the digits.
     result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=2.0)
-    assert result.rates["false_accept"] == 0.0 and result.rates["rejected_digit"] == 1.0
+    assert result.rates["clean"]["false_accept"] == 0.0
+    assert result.rates["clean"]["rejected_digit"] == 1.0
+
+
+def test_calibration_weighs_each_condition_the_same():
+    pytest.importorskip("tensorflow")
+    from digitd.train.evaluate import FoldResult, calibrate_rejection
+
+    # In FSDD's conditions p(unknown) separates digits from non-digits perfectly; on the
+    # unfamiliar voices the real digits carry as much unknown mass as the non-digits, and
+    # only the confidence floor separates them there.
+    rng = np.random.default_rng(1)
+    truth = [int(x) for x in rng.integers(0, 10, 300)]
+    fsdd = np.stack([probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth])
+    fsdd_neg = np.stack([probs(int(rng.integers(10)), rng.uniform(0.4, 0.45),
+                               rng.uniform(0.1, 0.2)) for _ in range(300)])
+    voices_truth = np.array([int(x) for x in rng.integers(0, 10, 30)])  # 10x fewer clips
+    voices = np.stack([probs(t, rng.uniform(0.7, 0.8), rng.uniform(0.1, 0.2))
+                       for t in voices_truth])
+    voices_neg = np.stack([probs(int(rng.integers(10)), rng.uniform(0.4, 0.45),
+                                 rng.uniform(0.1, 0.2)) for _ in range(30)])
+    fold = FoldResult("a", np.array(truth), fsdd, fsdd, fsdd_neg, fsdd_neg, fsdd, fsdd_neg,
+                      voices_truth, voices, voices_neg)
+    result = calibrate_rejection([fold], false_accept_cost=2.0)
+    # An unknown limit would lose every voices digit; the floor between 0.45 and 0.5 costs
+    # nothing anywhere, although the voices are a twentieth of the clips.
+    assert result.rates["voices"]["rejected_digit"] == 0.0
+    assert all(result.rates[c]["false_accept"] == 0.0 for c in ("clean", "noisy", "voices"))
+    assert result.rule.max_unknown >= 0.2 and 0.45 <= result.rule.min_confidence <= 0.5
 
 
 def test_noisy_copies_are_seeded_and_at_the_stated_snr(recordings):
@@ -147,3 +179,17 @@ def test_rejection_limits_can_be_set_on_the_command_line_and_in_the_config_file(
     assert printed("--config", str(config)) == ["-"] * len(files)
     assert printed("--config", str(config), "--max-unknown", "1", "--min-confidence", "0"
                    ) == permissive
+
+
+def test_calibration_voices_are_neither_training_nor_benchmark_voices():
+    from digitd.train import synth
+
+    from bench.material import UNSEEN_VARIANTS
+
+    def variant(voice) -> str:
+        return voice.name.partition("+")[2].lower()
+
+    calibration = {variant(v) for v in synth.calibration_voices()}
+    assert len(calibration) == len(synth.CALIBRATION_VARIANTS)
+    assert not calibration & {variant(v) for v in synth.default_voices() if v.engine == "espeak"}
+    assert not calibration & {v.lstrip("+").lower() for v in UNSEEN_VARIANTS}

@@ -90,7 +90,7 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
 
     # The saved fold models score the same noisy copies again (their seeds follow the fold).
     saved = dict(np.load(reports / "loso" / "predictions.npz"))
-    code = cli.main(["evaluate", "--loso", "--repredict-noisy", "--quick", "--limit-per-class",
+    code = cli.main(["evaluate", "--loso", "--repredict", "--quick", "--limit-per-class",
                      "4", "--data", str(fsdd_dir), "--reports", str(reports)])
     assert code == 0
     again = np.load(reports / "loso" / "predictions.npz")
@@ -103,8 +103,12 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
                      "--reports", str(reports)])
     assert code == 0
     relaxed = json.loads((reports / "loso.json").read_text())
+    def mean(rates: dict, *keys: str) -> float:  # over the conditions, as calibrated
+        return float(np.mean([sum(r[k] for k in keys) for c, r in rates.items()
+                              if c != "cost"]))
+
     strict, free = report["calibration_rates_int8"], relaxed["calibration_rates_int8"]
-    assert free["rejected_digit"] <= strict["rejected_digit"]
-    assert (free["false_accept"] + free["wrong_digit"]
-            >= strict["false_accept"] + strict["wrong_digit"])
+    assert mean(free, "rejected_digit") <= mean(strict, "rejected_digit")
+    assert (mean(free, "false_accept", "wrong_digit")
+            >= mean(strict, "false_accept", "wrong_digit"))
     assert relaxed["per_speaker"].keys() == report["per_speaker"].keys()

@@ -67,7 +67,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import recalibrate, repredict_noisy, run_loso
+    from .evaluate import recalibrate, repredict, run_loso
 
     cfg = make_config(args)
     cfg.false_accept_cost = args.false_accept_cost
@@ -77,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate,
                          cfg.limit_per_class)
-        report = (repredict_noisy(fsdd, cfg, args.reports) if args.repredict_noisy
+        report = (repredict(fsdd, cfg, args.reports) if args.repredict
                   else run_loso(fsdd, cfg, args.reports, speakers=args.speakers))
     report_line = (f"LOSO int8 accuracy mean {report['int8_accuracy']['mean']:.2%} worst "
                    f"{report['int8_accuracy']['worst']:.2%}; float mean "
@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                         "is worth (default: %(default)s)")
     p.add_argument("--recalibrate", action="store_true",
                    help="recompute the rejection rule and report from the saved fold predictions")
-    p.add_argument("--repredict-noisy", action="store_true",
-                   help="score the saved fold models on the noisy held-out copies, then "
-                        "recalibrate (for LOSO runs saved before those copies existed)")
+    p.add_argument("--repredict", action="store_true",
+                   help="score the saved fold models again on the noisy held-out copies and "
+                        "the calibration voices, then recalibrate (no training)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit", help="train on all speakers and export the int8 model")
