@@ -35,10 +35,12 @@ def metadata_path_for(model_path: Path) -> Path:
 
 @dataclass(frozen=True)
 class RejectionRule:
-    """When the model's answer is not printed. Two separate questions:
-    "is it a digit at all?" (the unknown class's probability) and "which digit?" (the
-    best probability). On held-out speakers p(unknown) separates non-digit words from
-    digits far better than a low top probability does, which mostly means a hard digit."""
+    """When the model's answer is not printed. Two separate questions: "is it a digit at
+    all?" (the unknown class's probability) and "which digit?" (the best probability).
+    A word that rhymes with a digit comes out as a fairly sure digit with some unknown
+    mass; a hard real digit comes out unsure between digits with little. Voices unlike the
+    training data carry more unknown mass on real digits too, so the limits are
+    calibrated on such voices as well (train/evaluate.py)."""
 
     min_confidence: float  # reject when the best probability is below this
     max_unknown: float = 1.0  # reject when p(unknown) reaches this; 1.0 = top label only
@@ -134,14 +136,12 @@ class Prediction:
 class DigitClassifier:
     """Features -> Prediction with the model's rejection rule. One interpreter, reused."""
 
-    def __init__(self, model_path: Path | None = None, num_threads: int = 1,
-                 rejection: RejectionRule | None = None) -> None:
-        """`rejection`: a rule in place of the one calibrated into the model's metadata."""
+    def __init__(self, model_path: Path | None = None, num_threads: int = 1) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise ModelError(f"model file not found: {self.model_path}")
         self.metadata = ModelMetadata.load(metadata_path_for(self.model_path))
-        self.rejection = rejection or self.metadata.rejection
+        self.rejection = self.metadata.rejection  # settings may replace it (cli)
         self._interpreter = load_interpreter(self.model_path, num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

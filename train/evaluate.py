@@ -174,7 +174,7 @@ def false_accept_rate(probs: np.ndarray, rule: RejectionRule) -> float:
 class Calibration:
     rule: RejectionRule
     note: str
-    rates: dict[str, float]  # pooled held-out rates under the chosen rule
+    rates: dict[str, Any]  # per condition, its rates under the chosen rule; and the cost
 
 
 def outcome_rates(rule: RejectionRule, probs: np.ndarray, truth: np.ndarray,
