@@ -106,25 +106,37 @@ class DigitStream:
             writer.writerows([w.digit, f"{w.start:.3f}", f"{w.end:.3f}"] for w in self.truth)
 
 
+def active_power(wave: np.ndarray, frame: int = RATE // 100, range_db: float = 30.0) -> float:
+    """Mean power of a clip's speech: its 10 ms frames within `range_db` of the loudest (a
+    simple active speech level, after ITU-T P.56), so padding silence does not count."""
+    x = np.asarray(wave, dtype=np.float64)
+    x = np.pad(x, (0, -x.size % frame))
+    frames = np.mean(x.reshape(-1, frame) ** 2, axis=1)
+    return float(np.mean(frames[frames >= frames.max() * 10 ** (-range_db / 10)]))
+
+
 def digit_stream(name: str, waves: list[np.ndarray], digits: list[int], count: int,
-                 snr_db: float, kind: str, babble_pool: list[np.ndarray], seed: int
-                 ) -> DigitStream:
-    """`count` of the speaker's digits, 0.3-1.5 s pauses, noise at `snr_db` below the mean
-    power of the words."""
+                 snr_db: float, kind: str, babble_pool: list[np.ndarray], seed: int,
+                 level_spread_db: float = 3.0) -> DigitStream:
+    """`count` of the speaker's digits with 0.3-1.5 s pauses, each word at `snr_db` (give or
+    take `level_spread_db`, as a talker's loudness varies) over the noise.
+
+    Each word is levelled first: FSDD's takes of one speaker differ by up to 30 dB (theo's
+    were recorded in sessions at very different gains), and a noise set from the mean power
+    of such a stream sits 20 dB under its loudest take and a few dB under the rest."""
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(waves), size=min(count, len(waves)), replace=False)
     parts, truth, t = [np.zeros(RATE // 2)], [], 0.5
-    powers = []
     for i in picks:
         wave = waves[i].astype(np.float64)
+        gain_db = rng.uniform(-level_spread_db, level_spread_db)
+        wave = wave * 10 ** (gain_db / 20) / np.sqrt(active_power(wave) + 1e-20)
         pause = int(rng.uniform(0.3, 1.5) * RATE)
         truth.append(Word(digits[i], t, t + wave.size / RATE))
-        powers.append(np.mean(wave**2))
         parts += [wave, np.zeros(pause)]
         t += (wave.size + pause) / RATE
-    speech = np.concatenate(parts)
-    noisy = speech + noise(kind, speech.size, rng, babble_pool) * np.sqrt(
-        np.mean(powers) / 10 ** (snr_db / 10))
+    speech = np.concatenate(parts)  # every word's active level is now 1 +- the spread
+    noisy = speech + noise(kind, speech.size, rng, babble_pool) / np.sqrt(10 ** (snr_db / 10))
     return DigitStream(name, (0.5 * noisy / np.max(np.abs(noisy))).astype(np.float32), truth)
 
 
