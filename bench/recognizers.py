@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from digitd.train.synth import DIGIT_WORDS
 
-from bench.scoring import Emitted
+from bench.scoring import Emitted, Heard
 
 WORDS = DIGIT_WORDS
 ONE_DIGIT = ("#JSGF V1.0;\ngrammar digit;\npublic <digit> = "
@@ -44,21 +44,29 @@ class Digitd:
         return self.classifier.classify(extract(wave, self.classifier.features)).digit
 
     def stream(self, samples: np.ndarray) -> list[Emitted]:
-        """Fed in microphone-sized blocks: a digit can only come out once the block holding
-        the word's end has arrived."""
+        return self.stream_heard(samples)[0]
+
+    def stream_heard(self, samples: np.ndarray) -> tuple[list[Emitted], list[Heard]]:
+        """The digits emitted, and every segment decided on (rejected ones too). Fed in
+        microphone-sized blocks: a digit can only come out once the block holding the word's
+        end has arrived."""
         from digitd.daemon.pipeline import StreamRecognizer
 
         recognizer = StreamRecognizer(self.classifier, self.segmenter)
         block = self.rate * self.block_ms // 1000
-        out: list[Emitted] = []
+        emitted: list[Emitted] = []
+        heard: list[Heard] = []
+
+        def take(events: list, now: float) -> None:
+            emitted.extend(Emitted(e.digit, e.end, now) for e in events if e.digit is not None)
+            heard.extend(Heard(e.start, e.end, e.digit, e.reason) for e in events)
+
         for start in range(0, samples.size, block):
             t0 = time.perf_counter()
             events = recognizer.feed(samples[start : start + block])
-            now = min(samples.size, start + block) / self.rate + time.perf_counter() - t0
-            out += [Emitted(e.digit, e.end, now) for e in events if e.digit is not None]
-        out += [Emitted(e.digit, e.end, samples.size / self.rate)
-                for e in recognizer.finish() if e.digit is not None]
-        return out
+            take(events, min(samples.size, start + block) / self.rate + time.perf_counter() - t0)
+        take(recognizer.finish(), samples.size / self.rate)
+        return emitted, heard
 
 
 def _digits(hypstr: str) -> list[int]:

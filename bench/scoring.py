@@ -4,6 +4,7 @@ right, wrong, or a false positive; unmatched words are misses)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,33 @@ class Emitted:
     digit: int
     end: float  # where the recognizer says the word ended (stream time)
     emitted: float  # stream time at which the digit came out, processing time included
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A segment the recognizer decided on: a digit, or rejected (digit None) for `reason`."""
+    start: float
+    end: float
+    digit: int | None
+    reason: str | None = None  # "not a digit", "too long"
+
+
+def word_outcomes(truth: list[Word], heard: list[Heard], slack: float = 0.1) -> Counter:
+    """What became of each spoken word, to tell the segmenter's misses from the model's: of
+    the segments overlapping the word (widened by `slack` seconds), a right digit wins, then
+    a wrong one, then the first one's rejection reason; "no segment" if none overlaps."""
+    outcomes: Counter = Counter()
+    for w in truth:
+        near = [h for h in heard if h.start <= w.end + slack and h.end >= w.start - slack]
+        if not near:
+            outcomes["no segment"] += 1
+        elif any(h.digit == w.digit for h in near):
+            outcomes["right"] += 1
+        elif any(h.digit is not None for h in near):
+            outcomes["wrong digit"] += 1
+        else:
+            outcomes[near[0].reason or "rejected"] += 1
+    return outcomes
 
 
 def edit_distance(a: list, b: list) -> int:

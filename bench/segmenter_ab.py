@@ -5,13 +5,16 @@
 A is the JSON of SegmenterSettings overrides (and its microphone block size); B is the
 daemon's defaults. Streams as in `python -m bench` (each held-out speaker x white, pink and
 babble from voices training never used, at 20 and 10 dB) plus the digits emitted per hour of
-audio with no digit in it. Prints one table: digit error rate, p95 latency, false digits.
+audio with no digit in it. Prints two tables: digit error rate, p95 latency and false digits;
+then what became of the spoken words, so a miss is put on the segmenter (no segment, too long)
+or on the model (not a digit).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from digitd.daemon.segmenter import SegmenterSettings
@@ -20,12 +23,15 @@ from bench import material
 from bench.cost import REPO
 from bench.recognizers import Digitd
 from bench.run import BenchConfig, digits_per_hour
-from bench.scoring import StreamScore, score_stream
+from bench.scoring import StreamScore, score_stream, word_outcomes
+
+OUTCOMES = ("right", "wrong digit", "not a digit", "too long", "no segment")
 
 
 def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd, babble,
             reports: Path, words: int) -> dict:
     scores: dict = {}
+    outcomes: dict = {}
     for k, speaker in enumerate(material.SPEAKERS):
         waves, digits = material.of_speaker(fsdd, speaker)
         fold = reports / "loso" / f"fold-{speaker}.tflite"
@@ -34,13 +40,16 @@ def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd
             for snr in (20, 10):
                 stream = material.digit_stream("ab", waves, digits, words, snr, kind, babble,
                                                seed=1000 * k + snr + 7)
-                score = score_stream(stream.truth, recognizer.stream(stream.samples))
+                emitted, heard = recognizer.stream_heard(stream.samples)
+                score = score_stream(stream.truth, emitted)
+                outcomes.setdefault(snr, Counter()).update(word_outcomes(stream.truth, heard))
                 for key in ((kind, snr), ("all", snr)):
                     scores.setdefault(key, StreamScore(latencies_ms=[])).add(score)
     false = digits_per_hour([Digitd(None, segmenter, block_ms)],
                             BenchConfig.non_digit_seconds, babble)["digitd"]
     return {"label": label, **{f"{kind} {snr} dB": s.summary() for (kind, snr), s in
-                               scores.items()}, "false digits per hour": false}
+                               scores.items()}, "false digits per hour": false,
+            "outcomes": outcomes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['label']} | {der['all 20 dB']} | {der['white 20 dB']} | {der['pink 20 dB']} "
               f"| {der['babble 20 dB']} | {r['all 20 dB']['latency_ms_p95']:.0f} ms "
               f"| {der['all 10 dB']} | {fd['noise']:.0f}/{fd['tones']:.0f}/{fd['speech']:.0f} |")
+    print()
+    print("| spoken words | " + " | ".join(OUTCOMES) + " |")
+    print("|---|" + "---|" * len(OUTCOMES))
+    for r in rows:
+        for snr, counts in sorted(r["outcomes"].items(), reverse=True):
+            n = sum(counts.values())
+            print(f"| {r['label'].split(' ')[0]}, {snr} dB | "
+                  + " | ".join(f"{counts[o] / n:.1%}" for o in OUTCOMES) + " |")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.scoring import Emitted, Word, edit_distance, score_stream
+from bench.scoring import Emitted, Heard, Word, edit_distance, score_stream, word_outcomes
 
 
 def test_edit_distance():
@@ -29,6 +29,18 @@ def test_one_word_is_matched_once():
     truth = [Word(1, 1.0, 1.4)]
     score = score_stream(truth, [Emitted(1, 1.3, 1.5), Emitted(1, 1.4, 1.6)])
     assert (score.matched, score.false_positive) == (1, 1)
+
+
+def test_word_outcomes_tell_the_segmenters_misses_from_the_models():
+    truth = [Word(4, 1.0, 1.5), Word(2, 3.0, 3.4), Word(7, 5.0, 5.6), Word(1, 7.0, 7.4),
+             Word(8, 9.0, 9.5)]
+    heard = [Heard(0.9, 1.2, 9), Heard(1.2, 1.5, 4),  # split in two: a right part wins
+             Heard(2.9, 3.2, None, "not a digit"), Heard(3.2, 3.4, 3),  # a wrong part wins
+             Heard(4.95, 5.5, None, "not a digit"),  # the model said no
+             Heard(6.8, 7.5, None, "too long"),  # the segmenter ran it into chatter
+             Heard(9.7, 10.0, 8)]  # starts after the word ended: not this word's segment
+    assert word_outcomes(truth, heard) == {"right": 1, "wrong digit": 1, "not a digit": 1,
+                                           "too long": 1, "no segment": 1}
 
 
 def test_digit_stream_puts_every_word_at_the_stated_snr(recordings):
