@@ -36,7 +36,9 @@ class Heard:
 def word_outcomes(truth: list[Word], heard: list[Heard], slack: float = 0.1) -> Counter:
     """What became of each spoken word, to tell the segmenter's misses from the model's: of
     the segments overlapping the word (widened by `slack` seconds), a right digit wins, then
-    a wrong one, then the first one's rejection reason; "no segment" if none overlaps."""
+    a wrong one, then the first one's rejection reason; "no segment" if none overlaps. The
+    parts of a segment split between words share its span, so a part may count for either
+    word: a diagnostic, not the score (score_stream is that)."""
     outcomes: Counter = Counter()
     for w in truth:
         near = [h for h in heard if h.start <= w.end + slack and h.end >= w.start - slack]
