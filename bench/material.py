@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from digitd.daemon.features import frame_power
 from digitd.train.data import Utterances
 
 from bench.scoring import Word
@@ -109,9 +110,7 @@ class DigitStream:
 def active_power(wave: np.ndarray, frame: int = RATE // 100, range_db: float = 30.0) -> float:
     """Mean power of a clip's speech: its 10 ms frames within `range_db` of the loudest (a
     simple active speech level, after ITU-T P.56), so padding silence does not count."""
-    x = np.asarray(wave, dtype=np.float64)
-    x = np.pad(x, (0, -x.size % frame))
-    frames = np.mean(x.reshape(-1, frame) ** 2, axis=1)
+    frames = frame_power(np.asarray(wave, dtype=np.float64), frame)
     return float(np.mean(frames[frames >= frames.max() * 10 ** (-range_db / 10)]))
 
 

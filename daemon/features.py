@@ -77,13 +77,20 @@ def check_waveform(waveform: np.ndarray) -> np.ndarray:
     return x
 
 
+def frame_power(x: np.ndarray, frame: int) -> np.ndarray:
+    """Mean power of each consecutive `frame`-sample frame; the last is zero-padded, and an
+    empty input is one silent frame."""
+    n_frames = max(1, -(-x.size // frame))
+    padded = np.zeros(n_frames * frame)
+    padded[: x.size] = x
+    return np.mean(padded.reshape(n_frames, frame) ** 2, axis=1)
+
+
 def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Cut leading and trailing frames more than trim_db below the loudest frame."""
     n = cfg.trim_frame
-    n_frames = max(1, -(-x.size // n))
-    padded = np.zeros(n_frames * n)
-    padded[: x.size] = x
-    energy_db = 10.0 * np.log10(np.mean(padded.reshape(n_frames, n) ** 2, axis=1) + 1e-20)
+    energy_db = 10.0 * np.log10(frame_power(x, n) + 1e-20)
+    n_frames = energy_db.size
     peak = energy_db.max()
     if peak < -150.0:  # digital silence: nothing to trim towards
         return x
