@@ -116,7 +116,7 @@ def active_power(wave: np.ndarray, frame: int = RATE // 100, range_db: float = 3
 
 def digit_stream(name: str, waves: list[np.ndarray], digits: list[int], count: int,
                  snr_db: float, kind: str, babble_pool: list[np.ndarray], seed: int,
-                 level_spread_db: float = 3.0) -> DigitStream:
+                 level_spread_db: float) -> DigitStream:
     """`count` of the speaker's digits with 0.3-1.5 s pauses, each word at `snr_db` (give or
     take `level_spread_db`, as a talker's loudness varies) over the noise.
 

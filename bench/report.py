@@ -197,7 +197,8 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts += ["## Streaming", "",
               f"For each held-out speaker, noise kind ({', '.join(cfg['noises'])}) and SNR, a "
               f"stream of {cfg['stream_digits']} of that speaker's digits with 0.3-1.5 s "
-              "pauses, each word levelled to the SNR over the noise within +-3 dB (FSDD's "
+              f"pauses, each word levelled to the SNR over the noise within "
+              f"+-{cfg['stream_level_spread_db']:g} dB (FSDD's "
               "takes of one speaker differ by up to 30 dB in level), recognized end to end "
               "(digitd: webrtcvad segmenter + the speaker's LOSO "
               f"fold model; {st['audio_hours'] * 60:.0f} min of audio per recognizer). Truth "

@@ -38,6 +38,7 @@ class BenchConfig:
     quick: bool = False
     per_digit: int | None = None  # FSDD takes per digit and speaker; None: all 50
     stream_digits: int = 40  # per stream; with 20, the DER at 20 dB swung 16-27% by seed
+    stream_level_spread_db: float = 3.0  # each word at the SNR +- this, as loudness varies
     snrs: tuple[int, ...] = (30, 20, 10, 5)
     noises: tuple[str, ...] = ("white", "pink", "babble")
     non_digit_seconds: float = 300.0  # per kind: noise, tones, speech
@@ -97,7 +98,8 @@ def speaker_streams(cfg: BenchConfig, fsdd: Utterances, speaker: str, model: Pat
         for snr in cfg.snrs:
             stream = material.digit_stream(f"{speaker}-{kind}-{snr}dB", waves, digits,
                                            cfg.stream_digits, snr, kind, babble_pool,
-                                           seed=1000 * k + snr)
+                                           seed=1000 * k + snr,
+                                           level_spread_db=cfg.stream_level_spread_db)
             stream.write_csv(truth_dir)
             audio_seconds += stream.samples.size / material.RATE
             for recognizer in recognizers:
@@ -196,7 +198,8 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx, work: Path) ->
         p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
     # the same harness for both: 8 kHz PCM on stdin, digits on stdout
     stream = material.digit_stream("footprint", *material.of_speaker(fsdd, "theo"),
-                                   cfg.stream_digits, 20, "pink", fsdd.waves[:50], seed=7)
+                                   cfg.stream_digits, 20, "pink", fsdd.waves[:50], seed=7,
+                                   level_spread_db=cfg.stream_level_spread_db)
     pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()
     seconds = stream.samples.size / material.RATE
     out["process"] = {}

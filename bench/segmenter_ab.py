@@ -38,8 +38,9 @@ def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd
         recognizer = Digitd(fold if fold.is_file() else None, segmenter, block_ms)
         for kind in ("white", "pink", "babble"):
             for snr in (20, 10):
-                stream = material.digit_stream("ab", waves, digits, words, snr, kind, babble,
-                                               seed=1000 * k + snr + 7)
+                stream = material.digit_stream(
+                    "ab", waves, digits, words, snr, kind, babble, seed=1000 * k + snr + 7,
+                    level_spread_db=BenchConfig.stream_level_spread_db)
                 emitted, heard = recognizer.stream_heard(stream.samples)
                 score = score_stream(stream.truth, emitted)
                 outcomes.setdefault(snr, Counter()).update(word_outcomes(stream.truth, heard))
