@@ -39,9 +39,7 @@ class Digitd:
         self.block_ms = block_ms or BY_KEY["audio.block_ms"].default
 
     def isolated(self, wave: np.ndarray) -> int | None:
-        from digitd.daemon.features import extract
-
-        return self.classifier.classify(extract(wave, self.classifier.features)).digit
+        return self.classifier.classify_utterance(wave).digit
 
     def stream(self, samples: np.ndarray) -> list[Emitted]:
         return self.stream_heard(samples)[0]

@@ -29,6 +29,12 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(samples.astype(np.float32, copy=False), rate_in, rate_out, quality="HQ")
 
 
+def change_speed(samples: np.ndarray, factor: float, rate: int) -> np.ndarray:
+    """Play `factor` times faster: 1/factor as long, pitch and formants scaled by `factor`
+    (a shorter or longer vocal tract), as a tape played at another speed."""
+    return resample(samples, round(rate * factor), rate)
+
+
 def read_audio(path: str | Path, rate: int) -> np.ndarray:
     """Any file libsndfile reads (WAV, FLAC, OGG...), any rate or channel count ->
     mono float32 at `rate`. Raises AudioError with the reason on anything unusable."""

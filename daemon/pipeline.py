@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FeatureConfig, check_waveform, extract, trim_silence
+from .features import FeatureConfig, check_waveform, trim_silence
 from .model import DigitClassifier
 from .segmenter import Segment, SegmenterSettings, VadSegmenter
 
@@ -140,7 +140,7 @@ class StreamRecognizer:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
         events = []
         for part in parts:
-            prediction = self.classifier.classify(extract(part, self.features))
+            prediction = self.classifier.classify_utterance(part)
             events.append(Event(
                 prediction.digit, prediction.confidence, segment.start, segment.speech_end,
                 latency(), None if prediction.digit is not None else "not a digit",

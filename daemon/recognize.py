@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import AudioError, read_audio
-from .features import extract
 from .model import DigitClassifier, Prediction
 
 
@@ -27,7 +26,7 @@ class FileResult:
 def recognize_whole(path: str | Path, classifier: DigitClassifier) -> Prediction:
     """The whole file is one utterance: trimmed, centred or cropped, classified."""
     wave = read_audio(path, classifier.features.sample_rate)
-    return classifier.classify(extract(wave, classifier.features))
+    return classifier.classify_utterance(wave)
 
 
 def recognize_files(paths: list[str], classifier: DigitClassifier) -> Iterator[FileResult]:

@@ -77,7 +77,7 @@ def fold(speaker: str, digits: list[np.ndarray], negatives: list[np.ndarray], tr
 
     d, n, t = np.stack(digits), np.stack(negatives), np.array(truth)
     none = np.zeros((0, 11), dtype=np.float32)
-    return FoldResult(speaker, t, d, d, n, n, d, n, np.zeros(0, dtype=int), none, none)
+    return FoldResult(speaker, t, d, d, n, n, d, n, np.zeros(0, dtype=int), none, none, d)
 
 
 def test_calibration_uses_the_unknown_probability_when_it_separates():
@@ -130,7 +130,7 @@ def test_calibration_weighs_each_condition_the_same():
     voices_neg = np.stack([probs(int(rng.integers(10)), rng.uniform(0.4, 0.45),
                                  rng.uniform(0.1, 0.2)) for _ in range(30)])
     fold = FoldResult("a", np.array(truth), fsdd, fsdd, fsdd_neg, fsdd_neg, fsdd, fsdd_neg,
-                      voices_truth, voices, voices_neg)
+                      voices_truth, voices, voices_neg, fsdd)
     result = calibrate_rejection([fold], false_accept_cost=2.0)
     # An unknown limit would lose every voices digit; the floor between 0.45 and 0.5 costs
     # nothing anywhere, although the voices are a twentieth of the clips.

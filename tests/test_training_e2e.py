@@ -87,9 +87,14 @@ def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
     fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
     assert fold["rejection"]["threshold"] == report["threshold"]
     assert fold["rejection"]["unknown_threshold"] == report["unknown_threshold"]
+    # ... and the test-time speeds the rule was calibrated with, which scored the folds as
+    # the runtime scores a word; the int8/float agreement stays one pass against one pass.
+    assert fold["test_time_speeds"] == report["test_time_speeds"]
+    assert len(report["test_time_speeds"]) > 1
 
     # The saved fold models score the same noisy copies again (their seeds follow the fold).
     saved = dict(np.load(reports / "loso" / "predictions.npz"))
+    assert not np.allclose(saved["theo_int8_probs"], saved["theo_int8_one_pass_probs"])
     code = cli.main(["evaluate", "--loso", "--repredict", "--quick", "--limit-per-class",
                      "4", "--data", str(fsdd_dir), "--reports", str(reports)])
     assert code == 0

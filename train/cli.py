@@ -108,6 +108,7 @@ def loso_results(reports: Path) -> tuple[RejectionRule, str, dict | None]:
     # Reports written before the unknown-class rule have no unknown_threshold.
     rule = RejectionRule(loso["threshold"], loso.get("unknown_threshold", 1.0))
     summary["unknown_threshold"] = rule.max_unknown
+    summary["test_time_speeds"] = loso.get("test_time_speeds", [1.0])  # older reports: one pass
     return rule, "from LOSO: " + loso["threshold_calibration"], summary
 
 
@@ -123,6 +124,8 @@ def cmd_attach_loso(args: argparse.Namespace) -> int:
     meta_path = metadata_path_for(args.model)
     meta = json.loads(meta_path.read_text())
     meta["rejection"] = rejection_metadata(rule, note)
+    # The rule was calibrated on probabilities averaged over these speeds: they go together.
+    meta["test_time_speeds"] = loso["test_time_speeds"]
     meta["loso"] = loso
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     print(f"{meta_path}: {rule.describe()}; LOSO int8 mean "
@@ -149,7 +152,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     rule, note, loso = loso_results(args.reports)
     write_model(tflite, args.output, labels=LABELS, features=cfg.features.to_dict(),
                 rejection=rule, rejection_note=note, train_config=cfg.to_dict(),
-                data_hash=data_hash(fsdd), loso=loso)
+                data_hash=data_hash(fsdd), loso=loso,
+                test_time_speeds=tuple(loso["test_time_speeds"]) if loso else cfg.test_time_speeds)
     if args.keras:
         model.save(args.keras)
     print(f"wrote {args.output} ({len(tflite)} bytes) in {time.time() - started:.0f} s")

@@ -34,6 +34,9 @@ class TrainConfig:
     representative_samples: int = 300
     # rejection calibration: a digit nobody said costs this many missed digits
     false_accept_cost: float = 2.0
+    # the runtime averages the model over these playback speeds (ModelMetadata); LOSO
+    # scores and calibrates with the same ones
+    test_time_speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

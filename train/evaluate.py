@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 class FoldResult:
     speaker: str
     truth: np.ndarray  # digit labels of the held-out speaker's files
-    float_probs: np.ndarray
-    int8_probs: np.ndarray
+    float_probs: np.ndarray  # one pass over the features
+    int8_probs: np.ndarray  # as the runtime: averaged over the test-time speeds
     negative_float: np.ndarray  # probabilities on held-out non-digit material
     negative_int8: np.ndarray
     noisy_int8_probs: np.ndarray  # the held-out files again, one noisy copy each
@@ -51,6 +51,7 @@ class FoldResult:
     voices_truth: np.ndarray  # digits by this fold's share of synth.calibration_voices
     voices_int8_probs: np.ndarray
     voices_negative_int8: np.ndarray  # held-out words by the same voices
+    int8_one_pass_probs: np.ndarray  # one pass, as float_probs: the int8/float agreement
 
 
 def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> list[np.ndarray]:
@@ -87,8 +88,19 @@ def noisy_copies(waves: list[np.ndarray], babble_pool: list[np.ndarray],
 
 
 def int8_probabilities(model_path: Path, features: np.ndarray) -> np.ndarray:
+    """One pass of the int8 model over features already computed."""
     classifier = DigitClassifier(model_path)
     return np.stack([classifier.probabilities(f[:, :, 0]) for f in features])
+
+
+def runtime_probabilities(model_path: Path, waves: list[np.ndarray],
+                          speeds: tuple[float, ...]) -> np.ndarray:
+    """The int8 model on whole utterances as the runtime scores them, at these speeds."""
+    if not waves:
+        return np.zeros((0, len(LABELS)), dtype=np.float32)
+    classifier = DigitClassifier(model_path)
+    classifier.test_time_speeds = tuple(speeds)
+    return np.stack([classifier.utterance_probabilities(w) for w in waves])
 
 
 def calibration_voice_clips(cfg: TrainConfig, fold: int, n_folds: int
@@ -108,20 +120,20 @@ def calibration_voice_clips(cfg: TrainConfig, fold: int, n_folds: int
 def shifted_int8_probabilities(model_path: Path, test_set: Utterances,
                                negatives: list[np.ndarray], cfg: TrainConfig, fold: int,
                                n_folds: int) -> dict[str, np.ndarray]:
-    """The fold model on the held-out material moved away from FSDD's quiet room and six
-    voices: FoldResult's noisy_* and voices_* arrays. Seeded by the fold alone, so saved
-    fold models can be scored again (--repredict)."""
+    """The fold model, as the runtime runs it, on the held-out material as recorded and
+    moved away from FSDD's quiet room and six voices: FoldResult's int8_probs,
+    negative_int8, noisy_* and voices_* arrays. Seeded by the fold alone, so saved fold
+    models can be scored again (--repredict)."""
     rng = np.random.default_rng([cfg.seed, 998, fold])
     digits = noisy_copies(list(test_set.waves), list(test_set.waves), rng)
     others = noisy_copies(negatives, list(test_set.waves), rng)
     voice_digits, voice_truth, voice_words = calibration_voice_clips(cfg, fold, n_folds)
 
     def score(waves: list[np.ndarray]) -> np.ndarray:
-        if not waves:
-            return np.zeros((0, len(LABELS)), dtype=np.float32)
-        return int8_probabilities(model_path, clean_features(waves, cfg))
+        return runtime_probabilities(model_path, waves, cfg.test_time_speeds)
 
-    return {"noisy_int8_probs": score(digits), "negative_noisy_int8": score(others),
+    return {"int8_probs": score(list(test_set.waves)), "negative_int8": score(negatives),
+            "noisy_int8_probs": score(digits), "negative_noisy_int8": score(others),
             "voices_truth": voice_truth, "voices_int8_probs": score(voice_digits),
             "voices_negative_int8": score(voice_words)}
 
@@ -145,14 +157,14 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
         tflite, out_dir / f"fold-{speaker}.tflite", labels=LABELS,
         features=cfg.features.to_dict(), rejection=RejectionRule(0.0), rejection_note="fold model",
         train_config=cfg.to_dict(), data_hash="", loso=None,
+        test_time_speeds=cfg.test_time_speeds,
     )
     result = FoldResult(
         speaker=speaker,
         truth=np.array(test_set.digits),
         float_probs=model.predict(test_x, verbose=0, batch_size=256),
-        int8_probs=int8_probabilities(path, test_x),
         negative_float=model.predict(negatives, verbose=0, batch_size=256),
-        negative_int8=int8_probabilities(path, negatives),
+        int8_one_pass_probs=int8_probabilities(path, test_x),
         **shifted_int8_probabilities(path, test_set, negative_waves, cfg, fold, n_folds),
     )
     log.info("fold %s: int8 arg-max accuracy %.2f%%, float %.2f%%", speaker,
@@ -262,7 +274,7 @@ def summarize(folds: list[FoldResult], calibration: Calibration) -> dict[str, An
             "int8_argmax_accuracy": float(np.mean(np.argmax(f.int8_probs, 1) == f.truth)),
             "int8_rejected": float(np.mean(q < 0)),
             "int8_float_agreement": float(np.mean(
-                np.argmax(f.int8_probs, 1) == np.argmax(f.float_probs, 1))),
+                np.argmax(f.int8_one_pass_probs, 1) == np.argmax(f.float_probs, 1))),
             "nondigit_false_accept_int8": false_accept_rate(f.negative_int8, rule),
             "noisy_int8_accuracy": float(np.mean(
                 decisions(f.noisy_int8_probs, rule) == f.truth[: len(f.noisy_int8_probs)])),
@@ -342,7 +354,7 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 FOLD_ARRAYS = ("truth", "float_probs", "int8_probs", "negative_float", "negative_int8",
                "noisy_int8_probs", "negative_noisy_int8", "voices_truth", "voices_int8_probs",
-               "voices_negative_int8")
+               "voices_negative_int8", "int8_one_pass_probs")
 
 
 def report_folds(folds: list[FoldResult], cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -353,8 +365,10 @@ def report_folds(folds: list[FoldResult], cfg: TrainConfig, out_dir: Path) -> di
         meta_path = out_dir / "loso" / f"fold-{f.speaker}.json"
         meta = json.loads(meta_path.read_text())
         meta["rejection"] = rejection_metadata(calibration.rule, calibration.note)
+        meta["test_time_speeds"] = list(cfg.test_time_speeds)
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     report = summarize(folds, calibration)
+    report["test_time_speeds"] = list(cfg.test_time_speeds)
     report["config"] = cfg.to_dict()
     (out_dir / "loso.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     np.savez(out_dir / "loso" / "predictions.npz", speakers=[f.speaker for f in folds],
@@ -380,11 +394,14 @@ def saved_folds(out_dir: Path) -> list[FoldResult]:
     saved = np.load(Path(out_dir) / "loso" / "predictions.npz")
     speakers = ([str(s) for s in saved["speakers"]] if "speakers" in saved
                 else [s for s in SPEAKERS if f"{s}_truth" in saved])
-    def missing(key: str) -> np.ndarray:  # runs saved before the noisy copies and voices
+
+    def missing(speaker: str, key: str) -> np.ndarray:  # runs saved before these arrays
+        if key == "int8_one_pass_probs" and f"{speaker}_int8_probs" in saved:
+            return saved[f"{speaker}_int8_probs"]  # runs before test-time speeds: one pass
         return (np.zeros(0, dtype=int) if key.endswith("truth")
                 else np.zeros((0, len(LABELS)), dtype=np.float32))
 
-    return [FoldResult(s, *(saved.get(f"{s}_{k}", missing(k)) for k in FOLD_ARRAYS))
+    return [FoldResult(s, *(saved.get(f"{s}_{k}", missing(s, k)) for k in FOLD_ARRAYS))
             for s in speakers]
 
 

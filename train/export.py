@@ -77,6 +77,7 @@ def write_model(
     train_config: dict[str, Any],
     data_hash: str,
     loso: dict[str, Any] | None,
+    test_time_speeds: tuple[float, ...],
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,7 @@ def write_model(
         "features": features,
         "quantization": input_quantization(tflite_model),
         "rejection": rejection_metadata(rejection, rejection_note),
+        "test_time_speeds": list(test_time_speeds),
         "training": {
             "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
                     "non-digit words",
