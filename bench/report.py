@@ -255,7 +255,7 @@ def write(results: dict, out: Path, markdown: Path) -> str:
             ["start-up to ready", f"{proc['digitd']['ready_s']:.2f} s",
              f"{proc['pocketsphinx']['ready_s']:.2f} s",
              ratio(proc["digitd"]["ready_s"], proc["pocketsphinx"]["ready_s"])],
-            ["one utterance (features + model / decode)",
+            ["one utterance (features + model at each test-time speed / decode)",
              f"{per['digitd features + int8']:.2f} ms", f"{per['pocketsphinx decode']:.2f} ms",
              ratio(per["digitd features + int8"], per["pocketsphinx decode"])],
             ["model on disk", f"{c['model_bytes']['digitd int8'] / 1024:.0f} KB",
@@ -267,7 +267,7 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     if "digitd float32 model only" in per:
         model_rows.append(["float32, same network", f"{per['digitd float32 model only']:.3f} ms",
                            f"{c['model_bytes']['digitd float32'] / 1024:.0f} KB"])
-    parts += ["digitd's network alone, one utterance, one thread (LiteRT):", "",
+    parts += ["digitd's network alone, one pass over one utterance, one thread (LiteRT):", "",
               table(["model", "time", "size"], model_rows), ""]
     d = c["daemon"]
     idle = d.get("ready_idle_sink_s")
