@@ -49,7 +49,6 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
     with a clear margin inside its rejection rule. Device and streaming tests use these, so
     they test the audio path, not the model's accuracy (LOSO measures that)."""
     from digitd.daemon.audio import read_audio
-    from digitd.daemon.features import extract
     from digitd.daemon.model import UNKNOWN_LABEL, DigitClassifier
 
     classifier = DigitClassifier()
@@ -59,7 +58,7 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
         for take in range(50):
             name = f"{digit}_{speaker}_{take}.wav"
             wave = read_audio(recordings / name, 8000)
-            prediction = classifier.classify(extract(wave, classifier.features))
+            prediction = classifier.classify_utterance(wave)
             rule = classifier.metadata.rejection
             if (prediction.digit == digit
                     and prediction.confidence >= rule.min_confidence + margin
