@@ -120,16 +120,11 @@ def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
                     "no TFLite runtime installed: pip install ai-edge-litert "
                     "(or tflite-runtime on platforms LiteRT does not support)"
                 ) from exc
-    options = {}
-    resolver = getattr(runtime, "OpResolverType", None) or getattr(
-        getattr(runtime, "experimental", None), "OpResolverType", None)
-    if resolver is not None:
-        # The model is tiny: plain int8 kernels take ~0.4 ms, and skipping the XNNPACK
-        # delegate saves its thread pool and a few MB on a Pi.
-        options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads,
-                                          **options)
+        # The runtimes' default XNNPACK delegate runs the int8 network ~3x faster than the
+        # plain kernels (0.2 vs 0.6 ms here), for ~1 MB; LOSO calibrates the rejection rule
+        # on its outputs. It logs one INFO line on stderr that Python cannot silence.
+        interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load model {model_path}: {exc}") from exc

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from digitd.daemon.model import DigitClassifier, ModelError, default_model_path
+from digitd.daemon.model import (
+    DigitClassifier,
+    ModelError,
+    default_model_path,
+    load_interpreter,
+)
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -25,6 +30,14 @@ def test_shipped_model_is_package_data_with_metadata():
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "CC BY-SA 4.0" in meta["license"] and "Zohar Jackson" in meta["license"]
     assert 0.0 < meta["rejection"]["threshold"] < 1.0
+
+
+def test_runtime_runs_the_network_through_the_default_xnnpack_delegate():
+    # LOSO calibrates the rejection rule on what load_interpreter runs, and XNNPACK's int8
+    # kernels round a little differently from the plain ones (and are ~3x faster).
+    interpreter = load_interpreter(default_model_path())
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "DELEGATE" in ops
 
 
 def test_shipped_model_recognizes_real_fsdd_files(recordings):
