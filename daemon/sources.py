@@ -97,6 +97,8 @@ class DeviceError(Exception):
 
 def _sounddevice():
     first = "sounddevice" not in sys.modules
+    if first:
+        skip_output_only_plugins()
     try:
         import sounddevice as sd  # the first import initialises PortAudio: the device scan
     except OSError as exc:  # the PortAudio shared library is missing
@@ -112,18 +114,62 @@ def rescan_devices() -> None:
     No stream may be open."""
     sd = _sounddevice()
     sd._terminate()
+    skip_output_only_plugins()
     sd._initialize()
     release_alsa_plugins()
+
+
+# ALSA PCM plugin types that only play: PortAudio's scan need not open them to find inputs.
+# a52 (the AC-3 encoder for S/PDIF) maps libavcodec with all its codecs, ~14 MB resident.
+OUTPUT_ONLY_PLUGIN_TYPES = frozenset({"a52"})
+
+
+def skip_output_only_plugins() -> int:
+    """Drop output-only PCMs from alsa-lib's loaded configuration before PortAudio scans.
+
+    The scan opens every PCM in the configuration; for a52 that costs ~14 MB at the moment
+    of a rescan, on top of the loaded model. PortAudio reads the configuration already in
+    memory, and release_alsa_plugins() frees it afterwards, so the next open sees the full
+    configuration again. Returns how many PCMs were skipped; 0 where alsa-lib is absent."""
+    try:
+        lib = ctypes.CDLL("libasound.so.2")
+        top = ctypes.c_void_p.in_dll(lib, "snd_config")
+    except (OSError, ValueError):
+        return 0
+    for name in ("snd_config_iterator_first", "snd_config_iterator_next",
+                 "snd_config_iterator_end", "snd_config_iterator_entry"):
+        getattr(lib, name).restype = ctypes.c_void_p
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.snd_config_search.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                      ctypes.POINTER(ctypes.c_void_p)]
+    lib.snd_config_get_string.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p)]
+    lib.snd_config_delete.argtypes = [ctypes.c_void_p]
+    pcms = ctypes.c_void_p()
+    if lib.snd_config_update() < 0 or lib.snd_config_search(top, b"pcm", ctypes.byref(pcms)):
+        return 0
+    skipped = []
+    item, end = lib.snd_config_iterator_first(pcms), lib.snd_config_iterator_end(pcms)
+    while item != end:
+        pcm = lib.snd_config_iterator_entry(item)
+        kind, text = ctypes.c_void_p(), ctypes.c_char_p()
+        if (lib.snd_config_search(pcm, b"type", ctypes.byref(kind)) == 0
+                and lib.snd_config_get_string(kind, ctypes.byref(text)) == 0
+                and text.value and text.value.decode(errors="replace") in OUTPUT_ONLY_PLUGIN_TYPES):
+            skipped.append(pcm)
+        item = lib.snd_config_iterator_next(item)
+    for pcm in skipped:  # deleted after the walk: deleting unlinks the node being iterated
+        lib.snd_config_delete(pcm)
+    return len(skipped)
 
 
 def release_alsa_plugins() -> None:
     """Unload the ALSA plugins that PortAudio's device scan loaded and no stream uses.
 
-    To list devices, PortAudio opens every PCM that ALSA's configuration defines. With
-    libasound2-plugins installed that maps the a52 encoder with libavcodec and all of its
-    codecs, ~12 MB resident, for the life of the process. Freeing alsa-lib's global
-    configuration unloads every plugin no open PCM holds; the next open reads the
-    configuration again. A no-op where libasound is not present (macOS, Windows)."""
+    To list devices, PortAudio opens every PCM that ALSA's configuration defines, and each
+    plugin it opens (jack, oss, speex, upmix ... with libasound2-plugins) stays mapped for
+    the life of the process. Freeing alsa-lib's global configuration unloads every plugin
+    no open PCM holds; the next open reads the configuration again. A no-op where
+    libasound is not present (macOS, Windows)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libasound.so.2").snd_config_update_free_global()
 

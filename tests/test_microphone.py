@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -93,6 +94,42 @@ def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tm
                for s in notify.lines("STATUS="))
     log = daemon.log()
     assert log.count("input device unavailable") <= 1  # logged once per state change
+
+
+SCAN = """
+import ctypes, json, re, sys
+from pathlib import Path
+from digitd.daemon import sources
+skipped = sources.skip_output_only_plugins() if sys.argv[1] == "skip" else 0
+import sounddevice as sd  # PortAudio's device scan, as the daemon's first one
+mapped = set(re.findall(r"libasound_module_pcm_(\\w+)\\.so", Path("/proc/self/maps").read_text()))
+names = [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
+sources.release_alsa_plugins()
+lib = ctypes.CDLL("libasound.so.2")
+lib.snd_config_update()
+node = ctypes.c_void_p()
+found = lib.snd_config_search(ctypes.c_void_p.in_dll(lib, "snd_config"), b"pcm.a52",
+                              ctypes.byref(node)) == 0
+print(json.dumps([skipped, sorted(mapped), names, found]))
+"""
+
+
+def test_device_scan_skips_output_only_plugins(pulse):
+    def scan(mode: str) -> list:  # [skipped, plugins mapped, input names, a52 defined after]
+        done = subprocess.run([sys.executable, "-c", SCAN, mode], env=pulse.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    plain = scan("plain")
+    if "a52" not in plain[1]:
+        pytest.skip("no a52 plugin (libasound2-plugins) in ALSA's configuration")
+    skipped, mapped, names, found_after = scan("skip")
+    # The AC-3 encoder (libavcodec, ~14 MB) is never loaded to look for microphones ...
+    assert skipped >= 1 and "a52" not in mapped and "pulse" in mapped
+    # ... every input is still found, and the configuration is whole again afterwards.
+    assert names == plain[2] and "pulse" in names
+    assert found_after
 
 
 def test_devices_lists_the_pulse_device(pulse):
