@@ -143,7 +143,7 @@ def daemon_on_pulse(seconds: float) -> dict:
                 env=pulse.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(1.0)
-                running = _daemon_run(pulse, Path(tmp) / "running", seconds)
+                running = _daemon_run(pulse, Path(tmp) / "running", seconds, lose_device=True)
             finally:
                 player.kill()
                 player.wait()
@@ -152,8 +152,20 @@ def daemon_on_pulse(seconds: float) -> dict:
     return {**running, "ready_idle_sink_s": idle["ready_s"]}
 
 
-def _daemon_run(pulse, folder: Path, seconds: float) -> dict:
-    """One `digitd listen` on `pulse`, with its own notify socket in `folder`."""
+def wait_for_line(log: list[tuple[float, str]], text: str, timeout: float) -> None:
+    """Until a line holding `text` is in `log` (filled by a reader thread)."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for _, line in log):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"daemon never logged {text!r}: {''.join(x for _, x in log)}")
+        time.sleep(0.1)
+
+
+def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) -> dict:
+    """One `digitd listen` on `pulse`, with its own notify socket in `folder`. With
+    lose_device, the sink is then unloaded for a few of the daemon's rescans and loaded
+    again, as a USB microphone pulled out and plugged back in; the peak RSS is read again
+    once the daemon says the device is back."""
     from tests.notify_socket import NotifySocket
 
     folder.mkdir()
@@ -188,6 +200,14 @@ def _daemon_run(pulse, folder: Path, seconds: float) -> dict:
             cpu1, _ = proc_stat(proc.pid)
         _, peak = proc_stat(proc.pid)
         rss = rss_by_origin(proc.pid)
+        peak_after_loss = None
+        if lose_device:
+            pulse.unload_sink()
+            wait_for_line(log, "input device unavailable", 15)
+            time.sleep(4)  # the daemon rescans with backoff meanwhile
+            pulse.load_sink()
+            wait_for_line(log, "input device back", 30)
+            _, peak_after_loss = proc_stat(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -198,4 +218,5 @@ def _daemon_run(pulse, folder: Path, seconds: float) -> dict:
     return {"stream_open_s": opened, "ready_s": ready,
             "cpu_share_silence": (cpu1 - cpu0) / seconds if seconds > 0 else None,
             "peak_rss_mb": peak / 2**20, "rss_mb_by_origin": rss,
+            "peak_rss_after_device_loss_mb": peak_after_loss and peak_after_loss / 2**20,
             "heavy_modules": heavy.split(",") if heavy else []}

@@ -280,8 +280,11 @@ def write(results: dict, out: Path, markdown: Path) -> str:
                  "~2 s after a recorder connects)" if idle is not None else "")
               + f"; {100 * d['cpu_share_silence']:.1f}% of one core while hearing silence "
               f"(microphone blocks of {BY_KEY['audio.block_ms'].default} ms), peak RSS "
-              f"{d['peak_rss_mb']:.0f} MB, heavy modules imported: "
-              f"{', '.join(d['heavy_modules']) or 'none'}.", ""]
+              f"{d['peak_rss_mb']:.0f} MB"
+              + (f" ({d['peak_rss_after_device_loss_mb']:.0f} MB after its device was "
+                 "unloaded for a few rescans and loaded again, as a microphone pulled out and "
+                 "plugged back in)" if d.get("peak_rss_after_device_loss_mb") else "")
+              + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}.", ""]
     if d.get("rss_mb_by_origin"):
         parts += ["Where the daemon's resident memory comes from:", "",
                   table(["origin", "MB"], [[k, f"{v:.1f}"] for k, v in sorted(
