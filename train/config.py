@@ -21,6 +21,7 @@ class TrainConfig:
     # model
     width: int = 96  # channels of the first separable block; the others scale from it
     dropout: float = 0.25
+    first_pool: tuple[int, int] = (2, 2)  # (time, mel) pooling before the first block
     # optimisation
     epochs: int = 30
     batch_size: int = 64

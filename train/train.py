@@ -35,7 +35,8 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     from .models import build_model
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout)
+    model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout,
+                        cfg.first_pool)
     n_digits = len(corpus.digit_waves)
     epoch_size = n_digits + int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
     steps = cfg.epochs * -(-epoch_size // cfg.batch_size)
