@@ -132,3 +132,25 @@ def test_download_cli_with_a_local_archive(recordings, tmp_path, monkeypatch, ca
     monkeypatch.setattr(data, "pinned_checksums", lambda: sums)
     assert cli.main(["download", "--dest", str(tmp_path / "fsdd"), "--url", url]) == 0
     assert (tmp_path / "fsdd" / "recordings" / SOME[0]).is_file()
+
+
+def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path, monkeypatch):
+    """tts_digit_repeats adds each synthetic digit clip that many times; FSDD and the
+    non-digit words are left as they were (one real espeak-ng voice keeps it quick)."""
+    from digitd.train import synth
+    from digitd.train.config import TrainConfig
+    from digitd.train.dataset import build_corpus
+
+    if not synth.engine_available("espeak"):
+        pytest.skip("espeak-ng not installed")
+    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
+    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
+    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
+    corpora = [build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, tts_digit_repeats=r),
+                            heldout_words=False) for r in (1, 3)]
+    once, thrice = corpora
+    assert once.fsdd_count == thrice.fsdd_count == len(fsdd)
+    assert len(once.digit_waves) == len(fsdd) + 10
+    assert len(thrice.digit_waves) == len(fsdd) + 30
+    assert sorted(thrice.digit_labels[len(fsdd):]) == sorted(list(range(10)) * 3)
+    assert len(once.word_waves) == len(thrice.word_waves) == 2

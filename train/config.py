@@ -30,6 +30,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     # data mix
     use_tts: bool = True
+    tts_digit_repeats: int = 1  # each synthetic digit clip this many times an epoch
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     limit_per_class: int | None = None  # FSDD takes per (digit, speaker); None = all 50
     representative_samples: int = 300

@@ -53,7 +53,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Cor
     corpus = Corpus(digit_waves=list(fsdd.waves), digit_labels=list(fsdd.digits),
                     fsdd_count=len(fsdd))
     if cfg.use_tts:
-        for _, text, wave in tts_clips(cfg, list(synth.DIGIT_WORDS)):
+        for _, text, wave in tts_clips(cfg, list(synth.DIGIT_WORDS)) * cfg.tts_digit_repeats:
             corpus.digit_waves.append(wave)
             corpus.digit_labels.append(synth.DIGIT_WORDS.index(text))
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
