@@ -21,8 +21,26 @@ def test_first_pool_keeps_its_axis_whole_with_the_same_weights(first_pool):
     assert plain.get_layer("block0_pw_relu").output.shape[1:3] == (frames // 2, mels // 2)
 
 
-def test_training_config_builds_what_it_names():
-    from digitd.train.config import TrainConfig
+def test_bench_float_copy_is_built_from_the_models_training_settings(tmp_path):
+    """The bench times a float copy of the shipped architecture; it must be the architecture
+    the model's metadata records (training.config), not a default."""
+    pytest.importorskip("tensorflow")
+    import json
+    import shutil
 
-    cfg = TrainConfig()
-    assert tuple(cfg.to_dict()["first_pool"]) == cfg.first_pool
+    from digitd.daemon.features import FeatureConfig
+    from digitd.daemon.model import default_model_path, load_interpreter, metadata_path_for
+
+    from bench.cost import float_tflite
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(default_model_path(), model)
+    meta = json.loads(metadata_path_for(default_model_path()).read_text())
+    meta["training"]["config"].update(width=24, first_pool=[1, 2])
+    metadata_path_for(model).write_text(json.dumps(meta))
+
+    interpreter = load_interpreter(float_tflite(model, tmp_path / "float.tflite"))
+    shapes = {tuple(int(n) for n in t["shape"]) for t in interpreter.get_tensor_details()}
+    frames, mels = FeatureConfig.from_dict(meta["features"]).shape
+    assert (1, frames, mels // 2, 24) in shapes  # block0 at width 24 on the (1, 2) grid
+    assert not any(len(s) == 4 and s[-1] == 96 for s in shapes)  # not the default width
