@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from digitd.train.config import UnknownMix
 from digitd.train.data import (
     DataError,
     download,
@@ -19,6 +20,7 @@ from digitd.train.data import (
     pinned_checksums,
     recordings_dir,
 )
+from digitd.train.dataset import SAME_ONSET, Corpus, fsdd_splice, unknown_waveform
 
 SOME = ["0_george_0.wav", "1_jackson_1.wav", "5_lucas_2.wav", "9_theo_49.wav"]
 
@@ -154,3 +156,76 @@ def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path,
     assert len(thrice.digit_waves) == len(fsdd) + 30
     assert sorted(thrice.digit_labels[len(fsdd):]) == sorted(list(range(10)) * 3)
     assert len(once.word_waves) == len(thrice.word_waves) == 2
+
+
+def test_the_default_unknown_mix_keeps_the_original_kind_thresholds():
+    # The shipped model was trained with these cut points; a default that moved them would
+    # silently change training and the held-out negatives (heldout_negatives draws from it).
+    bounds = UnknownMix().bounds()
+    assert np.allclose(bounds, [0.45, 0.6, 0.7, 0.7, 0.85, 0.93])
+    with pytest.raises(ValueError, match="sum to 1"):
+        UnknownMix(words=0.5).bounds()
+    with pytest.raises(ValueError, match=">= 0"):
+        UnknownMix(words=0.6, fsdd_splices=-0.15).bounds()
+
+
+def _tagged_corpus(rng: np.random.Generator) -> Corpus:
+    """FSDD-shaped corpus whose clips are random +-1 patterns on a rising ramp, one per clip,
+    so a splice's two parts can be traced to the clips (and cut points) they came from."""
+    waves, labels, who = [], [], []
+    for speaker in ("george", "jackson"):
+        for digit in range(10):
+            n = int(rng.integers(3000, 6000))
+            waves.append(rng.choice([-1.0, 1.0], size=n) * np.linspace(1, 2, n)
+                         * rng.uniform(0.05, 0.4))
+            labels.append(digit)
+            who.append(speaker)
+    synthetic_digit = np.ones(4000)  # TTS digits come after FSDD's and are never spliced
+    return Corpus(digit_waves=[*waves, synthetic_digit], digit_labels=[*labels, 3],
+                  fsdd_count=len(waves), fsdd_speakers=who)
+
+
+def _trace(spliced: np.ndarray, corpus: Corpus) -> tuple[int, int, int]:
+    """(clip of the head, head length, clip of the tail): the head is a clip's start as is;
+    the tail is another clip's end times one gain."""
+    fsdd = corpus.digit_waves[: corpus.fsdd_count]
+    (first,) = [i for i, w in enumerate(fsdd) if np.array_equal(w[:20], spliced[:20])]
+    same = spliced[: fsdd[first].size] == fsdd[first][: spliced.size]
+    cut = int(np.argmin(same)) if not same.all() else same.size
+    tail = spliced[cut:]
+    (second,) = [i for i, w in enumerate(fsdd) if w.size >= tail.size and np.allclose(
+        tail / w[w.size - tail.size :], tail[0] / w[w.size - tail.size])]
+    return first, cut, second
+
+
+def test_fsdd_splices_join_two_different_digits_of_one_speaker():
+    rng = np.random.default_rng(3)
+    corpus = _tagged_corpus(rng)
+    for _ in range(40):
+        spliced = fsdd_splice(corpus, rng)
+        assert spliced is not None
+        first, cut, second = _trace(spliced, corpus)
+        da, db = corpus.digit_labels[first], corpus.digit_labels[second]
+        assert corpus.fsdd_speakers[first] == corpus.fsdd_speakers[second]
+        assert da != db and {da, db} not in SAME_ONSET
+        a_size, b_size = corpus.digit_waves[first].size, corpus.digit_waves[second].size
+        assert 0.35 * a_size - 1 <= cut <= 0.65 * a_size
+        assert 0.35 * b_size - 1 <= spliced.size - cut <= 0.65 * b_size + 1
+        head, tail = spliced[:cut], spliced[cut:]  # one speaking level
+        assert np.mean(tail**2) == pytest.approx(np.mean(head**2), rel=1e-6)
+
+
+def test_unknown_mix_draws_splices_only_from_fsdd_and_falls_through_without_them():
+    rng = np.random.default_rng(4)
+    corpus = _tagged_corpus(rng)
+    only_splices = UnknownMix(words=0, reversed_digits=0, word_joins=0, fsdd_splices=1.0,
+                              noise=0, tones=0, clicks=0)
+    for _ in range(20):
+        wave, speechy = unknown_waveform(corpus, 8000, rng, only_splices)
+        assert speechy
+        assert not np.all(wave == 1.0)  # never the synthetic digit
+        _trace(wave, corpus)  # an FSDD head and tail
+    # Without speakers (a corpus of TTS only) the kind has no material: noise instead.
+    no_fsdd = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
+    wave, speechy = unknown_waveform(no_fsdd, 8000, rng, only_splices)
+    assert not speechy and wave.size > 0

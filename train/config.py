@@ -11,6 +11,27 @@ from digitd.daemon.features import FeatureConfig
 from .augment import AugmentConfig
 
 
+@dataclass(frozen=True)
+class UnknownMix:
+    """Shares of the kinds of non-digit example (they sum to 1). Speech kinds are augmented
+    like digits; the noise kinds already are noise."""
+
+    words: float = 0.45  # non-digit words (synthetic voices)
+    reversed_digits: float = 0.15  # any digit clip played backwards
+    word_joins: float = 0.10  # halves of two non-digit words
+    fsdd_splices: float = 0.0  # fsdd_splice: FSDD's voices
+    noise: float = 0.15
+    tones: float = 0.08
+    clicks: float = 0.07  # short bursts: clicks and breaths
+
+    def bounds(self) -> list[float]:
+        shares = [self.words, self.reversed_digits, self.word_joins, self.fsdd_splices,
+                  self.noise, self.tones]
+        if min(shares + [self.clicks]) < 0 or abs(sum(shares) + self.clicks - 1) > 1e-6:
+            raise ValueError(f"unknown mix shares must be >= 0 and sum to 1: {self}")
+        return [sum(shares[: i + 1]) for i in range(len(shares))]
+
+
 @dataclass
 class TrainConfig:
     data: Path | None = None  # FSDD folder; None: default_data_dir()
@@ -32,6 +53,7 @@ class TrainConfig:
     use_tts: bool = True
     tts_digit_repeats: int = 1  # each synthetic digit clip this many times an epoch
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
+    unknown_mix: UnknownMix = field(default_factory=UnknownMix)  # and what it is
     limit_per_class: int | None = None  # FSDD takes per (digit, speaker); None = all 50
     representative_samples: int = 300
     # rejection calibration: a digit nobody said costs this many missed digits

@@ -15,7 +15,7 @@ from digitd.daemon.model import UNKNOWN_LABEL
 
 from . import synth
 from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
-from .config import TrainConfig
+from .config import TrainConfig, UnknownMix
 from .data import Utterances
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ class Corpus:
     digit_waves: list[np.ndarray] = field(default_factory=list)
     digit_labels: list[int] = field(default_factory=list)
     word_waves: list[np.ndarray] = field(default_factory=list)  # non-digit words
-    fsdd_count: int = 0
+    fsdd_count: int = 0  # digit_waves[:fsdd_count] are FSDD's
+    fsdd_speakers: list[str] = field(default_factory=list)  # speaker of each FSDD clip
 
     def summary(self) -> str:
         return (f"{len(self.digit_waves)} digit clips ({self.fsdd_count} FSDD, "
@@ -51,7 +52,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Cor
     words the model never heard.
     """
     corpus = Corpus(digit_waves=list(fsdd.waves), digit_labels=list(fsdd.digits),
-                    fsdd_count=len(fsdd))
+                    fsdd_count=len(fsdd), fsdd_speakers=list(fsdd.speakers))
     if cfg.use_tts:
         for _, text, wave in tts_clips(cfg, list(synth.DIGIT_WORDS)) * cfg.tts_digit_repeats:
             corpus.digit_waves.append(wave)
@@ -74,28 +75,59 @@ def tones(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def unknown_waveform(
-    corpus: Corpus, rate: int, rng: np.random.Generator
-) -> tuple[np.ndarray, bool]:
-    """A non-digit example -> (waveform, needs_augment).
+# Digits whose first halves sound alike: a splice of one's start onto the other's end
+# could be heard as the second digit, so such pairs are never spliced.
+SAME_ONSET = ({2, 3}, {4, 5}, {6, 7})
 
-    Non-digit words, reversed digits (speech-like but no digit), fragments and joins of
-    words, noise bursts and tones. Speech is augmented like digits; noise already is noise.
+
+def fsdd_splice(corpus: Corpus, rng: np.random.Generator) -> np.ndarray | None:
+    """The start of one FSDD digit joined to the end of another digit by the same speaker:
+    speech in FSDD's own voices that is no digit ("sev-ee", "fo-ine"), so the unknown class
+    is not mostly synthetic voices. None when the corpus has no such pair."""
+    if corpus.fsdd_count < 2 or len(corpus.fsdd_speakers) != corpus.fsdd_count:
+        return None
+    first = int(rng.integers(corpus.fsdd_count))
+    digit, speaker = corpus.digit_labels[first], corpus.fsdd_speakers[first]
+    partners = [i for i in range(corpus.fsdd_count)
+                if corpus.fsdd_speakers[i] == speaker and corpus.digit_labels[i] != digit
+                and {digit, corpus.digit_labels[i]} not in SAME_ONSET]
+    if not partners:
+        return None
+    a, b = corpus.digit_waves[first], corpus.digit_waves[partners[rng.integers(len(partners))]]
+    a = a[: int(a.size * rng.uniform(0.35, 0.65))]
+    b = b[int(b.size * rng.uniform(0.35, 0.65)) :]
+    b = b * np.sqrt((np.mean(a**2) + 1e-12) / (np.mean(b**2) + 1e-12))  # one speaking level
+    return np.concatenate([a, b])
+
+
+def unknown_waveform(
+    corpus: Corpus, rate: int, rng: np.random.Generator, mix: UnknownMix | None = None
+) -> tuple[np.ndarray, bool]:
+    """A non-digit example -> (waveform, needs_augment), its kind drawn by `mix`.
+
+    Non-digit words, reversed digits (speech-like but no digit), joins of word halves,
+    splices of FSDD digits, noise bursts and tones. A kind the corpus lacks material for
+    falls through to the next one.
     """
+    words, reversed_, joins, splices, noise_, tones_ = (mix or UnknownMix()).bounds()
     kind = rng.random()
-    if corpus.word_waves and kind < 0.45:
+    if corpus.word_waves and kind < words:
         return corpus.word_waves[rng.integers(len(corpus.word_waves))], True
-    if kind < 0.6:
+    if kind < reversed_:
         return corpus.digit_waves[rng.integers(len(corpus.digit_waves))][::-1].copy(), True
-    if corpus.word_waves and kind < 0.7:
+    if corpus.word_waves and kind < joins:
         a = corpus.word_waves[rng.integers(len(corpus.word_waves))]
         b = corpus.word_waves[rng.integers(len(corpus.word_waves))]
         return np.concatenate([a[: a.size // 2], b[b.size // 2 :]]), True
+    if joins <= kind < splices:
+        spliced = fsdd_splice(corpus, rng)
+        if spliced is not None:
+            return spliced, True
     n = int(rng.uniform(0.1, 1.5) * rate)
-    if kind < 0.85:
+    if kind < noise_:
         pool = corpus.word_waves or corpus.digit_waves
         noise = random_noise(n, pool, rng)
-    elif kind < 0.93:
+    elif kind < tones_:
         noise = tones(n, rate, rng)
     else:  # clicks and breaths: short bursts
         noise = np.zeros(n)
@@ -121,7 +153,8 @@ def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = Tru
         if item < n_digits:
             wave, label, speechy = corpus.digit_waves[item], corpus.digit_labels[item], True
         else:
-            (wave, speechy), label = unknown_waveform(corpus, rate, rng), UNKNOWN
+            wave, speechy = unknown_waveform(corpus, rate, rng, cfg.unknown_mix)
+            label = UNKNOWN
         if augment and speechy:
             wave = augment_waveform(wave, rate, cfg.augment, rng, noise_pool)
         feats = extract(wave, cfg.features, position=rng.uniform(0.25, 0.75) if augment else 0.5)
