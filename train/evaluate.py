@@ -21,7 +21,7 @@ from digitd.daemon.model import DigitClassifier, RejectionRule
 
 from . import synth
 from .augment import add_noise, babble, coloured_noise
-from .config import TrainConfig
+from .config import TrainConfig, UnknownMix
 from .data import SPEAKERS, Utterances
 from .dataset import (
     LABELS,
@@ -54,6 +54,13 @@ class FoldResult:
     int8_one_pass_probs: np.ndarray  # one pass, as float_probs: the int8/float agreement
 
 
+# The held-out noise, tones and clicks are drawn with these shares, spelled out rather than
+# taken from the training default, so that changing how training mixes its non-digit
+# examples never changes what every LOSO run is scored on.
+HELDOUT_MIX = UnknownMix(words=0.45, reversed_digits=0.15, word_joins=0.10, fsdd_splices=0.0,
+                         noise=0.15, tones=0.08, clicks=0.07)
+
+
 def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> list[np.ndarray]:
     """Non-digit material no fold trained on: held-out words, noise, tones, clicks."""
     waves = []
@@ -63,7 +70,8 @@ def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> lis
     babble_source = Corpus(digit_waves=fsdd_test.waves)  # babble from the held-out voice
     n_noise = 0
     while n_noise < 200:
-        wave, speechy = unknown_waveform(babble_source, cfg.features.sample_rate, rng)
+        wave, speechy = unknown_waveform(babble_source, cfg.features.sample_rate, rng,
+                                         HELDOUT_MIX)
         if not speechy:  # keep only the noise, tone and click kinds
             waves.append(wave)
             n_noise += 1
