@@ -379,7 +379,7 @@ def report_folds(folds: list[FoldResult], cfg: TrainConfig, out_dir: Path) -> di
     report["test_time_speeds"] = list(cfg.test_time_speeds)
     report["config"] = cfg.to_dict()
     (out_dir / "loso.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    np.savez(out_dir / "loso" / "predictions.npz", speakers=[f.speaker for f in folds],
+    np.savez_compressed(out_dir / "loso" / "predictions.npz", speakers=[f.speaker for f in folds],
              **{f"{f.speaker}_{k}": getattr(f, k) for f in folds for k in FOLD_ARRAYS})
     plot_report(report, out_dir)
     return report
