@@ -19,7 +19,7 @@ class UnknownMix:
     words: float = 0.45  # non-digit words (synthetic voices)
     reversed_digits: float = 0.15  # any digit clip played backwards
     word_joins: float = 0.10  # halves of two non-digit words
-    fsdd_splices: float = 0.0  # fsdd_splice: FSDD's voices
+    fsdd_splices: float = 0.0  # fsdd_splice, FSDD's voices; 0.25 lost more than it won in LOSO
     noise: float = 0.15
     tones: float = 0.08
     clicks: float = 0.07  # short bursts: clicks and breaths
