@@ -164,9 +164,9 @@ def test_heldout_noise_is_drawn_with_the_original_kind_thresholds():
     # must not move when training's own mix (TrainConfig.unknown_mix) does.
     assert np.allclose(HELDOUT_MIX.bounds(), [0.45, 0.6, 0.7, 0.7, 0.85, 0.93])
     with pytest.raises(ValueError, match="sum to 1"):
-        UnknownMix(words=0.5).bounds()
+        UnknownMix(words=0.5)
     with pytest.raises(ValueError, match=">= 0"):
-        UnknownMix(words=0.6, fsdd_splices=-0.15).bounds()
+        UnknownMix(words=0.6, fsdd_splices=-0.15)
 
 
 def _tagged_corpus(rng: np.random.Generator) -> Corpus:

@@ -24,11 +24,16 @@ class UnknownMix:
     tones: float = 0.08
     clicks: float = 0.07  # short bursts: clicks and breaths
 
+    def __post_init__(self) -> None:  # a bad mix fails when it is made, not epochs later
+        shares = [self.words, self.reversed_digits, self.word_joins, self.fsdd_splices,
+                  self.noise, self.tones, self.clicks]
+        if min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+            raise ValueError(f"unknown mix shares must be >= 0 and sum to 1: {self}")
+
     def bounds(self) -> list[float]:
+        """Upper ends of each kind's interval in [0, 1), clicks taking the rest."""
         shares = [self.words, self.reversed_digits, self.word_joins, self.fsdd_splices,
                   self.noise, self.tones]
-        if min(shares + [self.clicks]) < 0 or abs(sum(shares) + self.clicks - 1) > 1e-6:
-            raise ValueError(f"unknown mix shares must be >= 0 and sum to 1: {self}")
         return [sum(shares[: i + 1]) for i in range(len(shares))]
 
 
