@@ -149,14 +149,17 @@ def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path,
     monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
     monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
     fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
-    corpora = [build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, tts_digit_repeats=r),
-                            heldout_words=False) for r in (1, 3)]
+    corpora = [build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, tts_digit_repeats=r))
+               for r in (1, 3)]
     once, thrice = corpora
     assert once.fsdd_count == thrice.fsdd_count == len(fsdd)
     assert len(once.digit_waves) == len(fsdd) + 10
     assert len(thrice.digit_waves) == len(fsdd) + 30
     assert sorted(thrice.digit_labels[len(fsdd):]) == sorted(list(range(10)) * 3)
     assert len(once.word_waves) == len(thrice.word_waves) == 2
+    held_out = build_corpus(fsdd, TrainConfig(cache_dir=tmp_path), frozenset({"garden"}))
+    assert len(held_out.word_waves) == 1
+    assert np.array_equal(held_out.word_waves[0], once.word_waves[1])  # "window" stays
 
 
 def test_heldout_noise_is_drawn_with_the_original_kind_thresholds():
@@ -229,3 +232,21 @@ def test_unknown_mix_draws_splices_only_from_fsdd_and_falls_through_without_them
     no_fsdd = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
     wave, speechy = unknown_waveform(no_fsdd, 8000, rng, only_splices)
     assert not speechy and wave.size > 0
+
+
+def test_word_folds_hold_out_every_non_digit_word_exactly_once():
+    from digitd.train import synth
+    from digitd.train.config import TrainConfig
+    from digitd.train.evaluate import heldout_words
+
+    folds = [synth.fold_heldout_words(i, 6) for i in range(6)]
+    assert set().union(*folds) == set(synth.NON_DIGIT_WORDS)
+    assert sum(len(f) for f in folds) == len(set(synth.NON_DIGIT_WORDS))  # disjoint
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    assert folds == [synth.fold_heldout_words(i, 6) for i in range(6)]  # fixed, not drawn anew
+    # the heldout words of the fixed split are not simply one fold's
+    assert all(f != synth.HELDOUT_WORDS for f in folds)
+    assert heldout_words(TrainConfig(word_folds=True), 2, 6) == folds[2]
+    assert heldout_words(TrainConfig(), 2, 6) == synth.HELDOUT_WORDS
+    with pytest.raises(ValueError, match="not one of 6 folds"):
+        synth.fold_heldout_words(6, 6)

@@ -71,6 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg = make_config(args)
     cfg.false_accept_cost = args.false_accept_cost
+    cfg.word_folds = args.word_folds
     started = time.time()
     if args.recalibrate:
         report = recalibrate(cfg, args.reports)
@@ -141,7 +142,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = make_config(args)
     started = time.time()
     fsdd = load_fsdd(cfg.data or default_data_dir(), cfg.features.sample_rate, cfg.limit_per_class)
-    corpus = build_corpus(fsdd, cfg, heldout_words=False)
+    corpus = build_corpus(fsdd, cfg)
     log.info("fit: %s", corpus.summary())
     model = train_model(corpus, cfg, desc="fit")
     rng = np.random.default_rng(cfg.seed)
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--false-accept-cost", type=float, default=TrainConfig.false_accept_cost,
                    help="rejection calibration: how many missed digits one digit nobody said "
                         "is worth (default: %(default)s)")
+    p.add_argument("--word-folds", action="store_true",
+                   help="each fold holds out its own share of the non-digit words (every word "
+                        "unseen once) instead of the same held-out words in every fold")
     p.add_argument("--recalibrate", action="store_true",
                    help="recompute the rejection rule and report from the saved fold predictions")
     p.add_argument("--repredict", action="store_true",

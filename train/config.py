@@ -59,6 +59,9 @@ class TrainConfig:
     tts_digit_repeats: int = 1  # each synthetic digit clip this many times an epoch
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     unknown_mix: UnknownMix = field(default_factory=UnknownMix)  # and what it is
+    # LOSO: each fold holds out its own share of the non-digit words (each word unseen by one
+    # fold) instead of synth.HELDOUT_WORDS in every fold
+    word_folds: bool = False
     limit_per_class: int | None = None  # FSDD takes per (digit, speaker); None = all 50
     representative_samples: int = 300
     # rejection calibration: a digit nobody said costs this many missed digits

@@ -45,11 +45,11 @@ def tts_clips(cfg: TrainConfig, texts: list[str]) -> list[tuple[str, str, np.nda
     return synth.synthesize(voices, texts, cfg.features.sample_rate, cfg.cache_dir / "synth")
 
 
-def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Corpus:
+def build_corpus(fsdd: Utterances, cfg: TrainConfig,
+                 heldout_words: frozenset[str] = frozenset()) -> Corpus:
     """FSDD training speakers + (optionally) TTS digits and non-digit words.
 
-    heldout_words=True leaves synth.HELDOUT_WORDS out, so rejection can be measured on
-    words the model never heard.
+    heldout_words are left out, so rejection can be measured on words the model never heard.
     """
     corpus = Corpus(digit_waves=list(fsdd.waves), digit_labels=list(fsdd.digits),
                     fsdd_count=len(fsdd), fsdd_speakers=list(fsdd.speakers))
@@ -58,7 +58,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig, heldout_words: bool) -> Cor
             corpus.digit_waves.append(wave)
             corpus.digit_labels.append(synth.DIGIT_WORDS.index(text))
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
-            if not (heldout_words and text in synth.HELDOUT_WORDS):
+            if text not in heldout_words:
                 corpus.word_waves.append(wave)
     return corpus
 

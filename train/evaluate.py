@@ -61,11 +61,18 @@ HELDOUT_MIX = UnknownMix(words=0.45, reversed_digits=0.15, word_joins=0.10, fsdd
                          noise=0.15, tones=0.08, clicks=0.07)
 
 
-def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int) -> list[np.ndarray]:
-    """Non-digit material no fold trained on: held-out words, noise, tones, clicks."""
+def heldout_words(cfg: TrainConfig, fold: int, n_folds: int) -> frozenset[str]:
+    """The non-digit words this fold never trains on and is scored on."""
+    return synth.fold_heldout_words(fold, n_folds) if cfg.word_folds else synth.HELDOUT_WORDS
+
+
+def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int,
+                      n_folds: int) -> list[np.ndarray]:
+    """Non-digit material this fold never trained on: held-out words, noise, tones, clicks."""
     waves = []
     if cfg.use_tts:
-        waves += [w for _, text, w in tts_clips(cfg, sorted(synth.HELDOUT_WORDS))]
+        words = sorted(heldout_words(cfg, fold, n_folds))
+        waves += [w for _, _, w in tts_clips(cfg, words)]
     rng = np.random.default_rng([cfg.seed, 999, fold])
     babble_source = Corpus(digit_waves=fsdd_test.waves)  # babble from the held-out voice
     n_noise = 0
@@ -118,7 +125,7 @@ def calibration_voice_clips(cfg: TrainConfig, fold: int, n_folds: int
     if not cfg.use_tts:
         return [], np.zeros(0, dtype=int), []
     voices = synth.calibration_voices(cfg.seed)[fold::n_folds]
-    texts = list(synth.DIGIT_WORDS) + sorted(synth.HELDOUT_WORDS)
+    texts = list(synth.DIGIT_WORDS) + sorted(heldout_words(cfg, fold, n_folds))
     clips = synth.synthesize(voices, texts, cfg.features.sample_rate, cfg.cache_dir / "synth")
     digits = [(synth.DIGIT_WORDS.index(t), w) for _, t, w in clips if t in synth.DIGIT_WORDS]
     words = [w for _, t, w in clips if t not in synth.DIGIT_WORDS]
@@ -150,11 +157,11 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
              fold: int, n_folds: int) -> FoldResult:
     train_mask = np.array([s != speaker for s in fsdd.speakers])
     train_set, test_set = fsdd.subset(train_mask), fsdd.subset(~train_mask)
-    corpus = build_corpus(train_set, cfg, heldout_words=True)
+    corpus = build_corpus(train_set, cfg, heldout_words(cfg, fold, n_folds))
     log.info("fold %s: %s", speaker, corpus.summary())
     model = train_model(corpus, cfg, desc=f"fold {speaker}")
     test_x = clean_features(test_set.waves, cfg)
-    negative_waves = heldout_negatives(test_set, cfg, fold)
+    negative_waves = heldout_negatives(test_set, cfg, fold, n_folds)
     negatives = clean_features(negative_waves, cfg)
     representative = clean_features(train_set.waves, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -425,7 +432,7 @@ def repredict(fsdd: Utterances, cfg: TrainConfig, out_dir: Path) -> dict[str, An
     folds = saved_folds(out_dir)
     for fold, f in enumerate(folds):
         test_set = fsdd.subset(np.array([s == f.speaker for s in fsdd.speakers]))
-        negatives = heldout_negatives(test_set, cfg, fold)
+        negatives = heldout_negatives(test_set, cfg, fold, len(folds))
         if (len(test_set), len(negatives)) != (len(f.truth), len(f.negative_int8)):
             raise ValueError(f"fold {f.speaker}: the held-out material is not the one the "
                              "saved predictions were made on (other data or settings?)")

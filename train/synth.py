@@ -53,6 +53,18 @@ HELDOUT_WORDS = frozenset(
 )
 
 
+def fold_heldout_words(fold: int, n_folds: int) -> frozenset[str]:
+    """The non-digit words LOSO fold `fold` of `n_folds` holds out when its words are split
+    into folds too (TrainConfig.word_folds): every n-th word of a fixed shuffle, so over the
+    folds each word is held out exactly once and rejection is measured on the whole list,
+    not on the same 18 words every time."""
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold {fold} is not one of {n_folds} folds")
+    words = sorted(set(NON_DIGIT_WORDS))
+    order = np.random.default_rng(2024).permutation(len(words))
+    return frozenset(words[i] for i in order[fold::n_folds])
+
+
 @dataclass(frozen=True)
 class Voice:
     engine: str  # espeak, flite, festival, hibari
