@@ -9,6 +9,7 @@ from typing import Any
 from digitd.daemon.features import FeatureConfig
 
 from .augment import AugmentConfig
+from .prompts import DEFAULT_DIR as PROMPTS_DIR
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class TrainConfig:
     # data mix
     use_tts: bool = True
     tts_digit_repeats: int = 1  # each synthetic digit clip this many times an epoch
+    # real recorded voices (train/prompts.py): a woman's ten digits, non-digit words and
+    # pieces of other languages' prompts, from Debian's asterisk-core-sounds-*-wav
+    use_prompt_voices: bool = True
+    prompt_voices_dir: Path = PROMPTS_DIR
+    prompt_digit_repeats: int = 25  # one take per digit: this many augmented copies an epoch
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     unknown_mix: UnknownMix = field(default_factory=UnknownMix)  # and what it is
     # LOSO: each fold holds out its own share of the non-digit words (each word unseen by one
@@ -74,13 +80,14 @@ class TrainConfig:
         out = asdict(self)
         out["data"] = str(self.data) if self.data else None
         out["cache_dir"] = str(self.cache_dir)
+        out["prompt_voices_dir"] = str(self.prompt_voices_dir)
         return out
 
 
 def quick_config(**overrides: Any) -> TrainConfig:
-    """A few-minute run for CI and smoke tests: small subset, few epochs, no TTS."""
-    cfg = TrainConfig(epochs=4, limit_per_class=6, use_tts=False, width=24,
-                      representative_samples=50)
+    """A few-minute run for CI and smoke tests: small subset, few epochs, FSDD only."""
+    cfg = TrainConfig(epochs=4, limit_per_class=6, use_tts=False, use_prompt_voices=False,
+                      width=24, representative_samples=50)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

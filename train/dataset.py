@@ -17,6 +17,7 @@ from . import synth
 from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
 from .config import TrainConfig, UnknownMix
 from .data import Utterances
+from .prompts import load_prompt_voices
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def tts_clips(cfg: TrainConfig, texts: list[str]) -> list[tuple[str, str, np.nda
 
 def build_corpus(fsdd: Utterances, cfg: TrainConfig,
                  heldout_words: frozenset[str] = frozenset()) -> Corpus:
-    """FSDD training speakers + (optionally) TTS digits and non-digit words.
+    """FSDD training speakers + (optionally) TTS digits and non-digit words, and recorded
+    prompt voices (train/prompts.py).
 
     heldout_words are left out, so rejection can be measured on words the model never heard.
     """
@@ -60,6 +62,12 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
             if text not in heldout_words:
                 corpus.word_waves.append(wave)
+    if cfg.use_prompt_voices:
+        voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed)
+        log.info("recorded prompt voices: %s", voices.summary())
+        corpus.digit_waves += voices.digit_waves * cfg.prompt_digit_repeats
+        corpus.digit_labels += voices.digit_labels * cfg.prompt_digit_repeats
+        corpus.word_waves += voices.word_waves + voices.pieces
     return corpus
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from digitd.daemon.model import RejectionRule, metadata_path_for
 
 from .data import FSDD_ATTRIBUTION, FSDD_VERSION
+from .prompts import ATTRIBUTION as PROMPTS_ATTRIBUTION
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def write_model(
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    prompts = bool(train_config.get("use_prompt_voices"))
     path.write_bytes(tflite_model)
     metadata = {
         "format": "digitd-model/1",
@@ -91,12 +93,12 @@ def write_model(
         "test_time_speeds": list(test_time_speeds),
         "training": {
             "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
-                    "non-digit words",
+                    "non-digit words" + (" + Asterisk's recorded prompt voices" if prompts else ""),
             "data_sha256": data_hash,
             "config": train_config,
         },
         "loso": loso,
-        "license": FSDD_ATTRIBUTION,
+        "license": FSDD_ATTRIBUTION + (" " + PROMPTS_ATTRIBUTION if prompts else ""),
         "size_bytes": len(tflite_model),
     }
     metadata_path_for(path).write_text(json.dumps(metadata, indent=2, default=str) + "\n")

@@ -1,0 +1,124 @@
+"""Real recorded voices from Debian's Asterisk prompt packages: people, not synthesizers.
+
+FSDD is six men; the TTS engines add women's voices, but synthetic ones. The Asterisk core
+sounds (asterisk-core-sounds-{en,es,fr,it,ru}-wav, CC BY-SA 3.0 and CC BY 3.0, recorded by
+Allison Smith, June Wallack, Carlo Flora and others) are studio recordings of real speakers:
+
+- English (Allison, a woman): the ten digits, one take each, added to the digit classes.
+- English single words that are not digits (letters, the phonetic alphabet, teens and
+  tens, days, months, "hello", "minutes" ...): the unknown class, in a voice that also says
+  digits, so the model cannot learn "this voice is not a digit".
+- Spanish, French, Italian and Russian prompts (their digit folders left out): cut into
+  word-length pieces: real speech, three more voices and Allison's Spanish, no English digit.
+
+Nothing is downloaded: an absent package is skipped with a warning, as a TTS engine is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from digitd.daemon.audio import AudioError, read_audio
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("/usr/share/asterisk/sounds")
+ATTRIBUTION = (
+    "Also trained on the Asterisk core sound prompts 1.6.1 (Digium, Inc.): English and "
+    "Spanish recorded by Allison Smith and French by June Wallack, CC BY-SA 3.0; Italian "
+    "recorded by Carlo Flora and Russian provided by Maxim Topal (ivrvoice.ru), CC BY 3.0."
+)
+ENGLISH = "en_US_f_Allison"
+OTHER_LANGUAGES = ("es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
+DIGIT_FILES = {f"digits/{d}.wav": d for d in range(10)}
+
+# English recordings that must not teach "not a digit": homophones and near-homophones of
+# digits ("for", "oh" and the letter O said for zero, "niner"), and ordinals that are a
+# digit plus a breath of "th" (fourth ... ninth).
+NOT_UNKNOWN = frozenset(
+    ["for.wav", "digits/oh.wav", "letters/o.wav", "phonetic/9_p.wav"]
+    + [f"digits/h-{d}.wav" for d in range(4, 10)]
+)
+# English folders whose every file is one word; at the top level, one word = no dash.
+ENGLISH_WORD_FOLDERS = ("digits", "letters", "phonetic")
+# Other languages' folders left out: their digits (Spanish "cero", French "six"), silence.
+SKIPPED_FOLDERS = ("digits", "silence")
+
+
+@dataclass
+class PromptVoices:
+    digit_waves: list[np.ndarray] = field(default_factory=list)
+    digit_labels: list[int] = field(default_factory=list)
+    word_waves: list[np.ndarray] = field(default_factory=list)  # English non-digit words
+    pieces: list[np.ndarray] = field(default_factory=list)  # other languages, word-length
+    skipped: int = 0
+
+    def summary(self) -> str:
+        return (f"{len(self.digit_waves)} digits, {len(self.word_waves)} words, "
+                f"{len(self.pieces)} pieces of other languages' prompts")
+
+
+def english_word_files(voice_dir: Path) -> list[Path]:
+    """The English recordings that are one word and not a digit."""
+    files = [p for p in sorted(voice_dir.glob("*.wav")) if "-" not in p.stem]
+    for folder in ENGLISH_WORD_FOLDERS:
+        files += sorted((voice_dir / folder).glob("*.wav"))
+    relative = {p: p.relative_to(voice_dir).as_posix() for p in files}
+    return [p for p in files if relative[p] not in NOT_UNKNOWN
+            and relative[p] not in DIGIT_FILES]
+
+
+def other_language_files(voice_dir: Path) -> list[Path]:
+    return [p for p in sorted(voice_dir.rglob("*.wav"))
+            if p.relative_to(voice_dir).parts[0] not in SKIPPED_FOLDERS]
+
+
+def word_piece(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A word-length stretch (0.3-1.0 s) of a longer recording, the whole of a shorter one."""
+    length = int(rng.uniform(0.3, 1.0) * rate)
+    if wave.size <= length:
+        return wave
+    start = int(rng.integers(0, wave.size - length))
+    return wave[start : start + length]
+
+
+def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0) -> PromptVoices:
+    """Every usable recording under `root`, at `rate`; unreadable files are skipped and
+    counted, absent languages warned about."""
+    out = PromptVoices()
+    rng = np.random.default_rng([seed, 31])
+
+    def read(path: Path) -> np.ndarray | None:
+        try:
+            wave = read_audio(path, rate).astype(np.float64)
+        except AudioError as exc:
+            log.warning("skipping unreadable prompt recording: %s", exc)
+            out.skipped += 1
+            return None
+        if np.max(np.abs(wave)) < 1e-3:  # silence files and empty takes
+            return None
+        return wave
+
+    english = root / ENGLISH
+    if english.is_dir():
+        for name, digit in DIGIT_FILES.items():
+            wave = read(english / name) if (english / name).is_file() else None
+            if wave is not None:
+                out.digit_waves.append(wave)
+                out.digit_labels.append(digit)
+        out.word_waves += [w for w in map(read, english_word_files(english)) if w is not None]
+    for language in OTHER_LANGUAGES:
+        if (root / language).is_dir():
+            for path in other_language_files(root / language):
+                wave = read(path)
+                if wave is not None:
+                    out.pieces.append(word_piece(wave, rate, rng))
+    missing = [v for v in (ENGLISH, *OTHER_LANGUAGES) if not (root / v).is_dir()]
+    if missing:
+        log.warning("recorded prompt voices not installed under %s: %s (Debian packages "
+                    "asterisk-core-sounds-*-wav); training goes on without them", root,
+                    ", ".join(missing))
+    return out
