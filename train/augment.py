@@ -6,6 +6,7 @@ float at the model rate.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,14 @@ import soxr
 @dataclass(frozen=True)
 class AugmentConfig:
     speed_range: tuple[float, float] = (0.85, 1.35)  # >1 raises pitch and formants (VTLP-like)
+    # A speed change moves pitch and formants together; voices do not: a woman's pitch is
+    # about an octave above a man's, her formants only ~15-20% higher. voice_prob of the
+    # speech examples get Praat's "Change gender" instead: pitch and formants set apart.
+    voice_prob: float = 0.35
+    formant_ratio_range: tuple[float, float] = (0.9, 1.25)
+    pitch_median_hz: tuple[float, float] = (80.0, 320.0)  # drawn log-uniformly
+    pitch_range_factor: tuple[float, float] = (0.6, 1.6)  # flatter or livelier intonation
+    voice_speed_range: tuple[float, float] = (0.9, 1.1)  # the speed change after it: small
     tempo_prob: float = 0.3  # an extra pure-duration change, formants kept
     tempo_range: tuple[float, float] = (0.8, 1.25)
     noise_prob: float = 0.6
@@ -52,6 +61,26 @@ def change_tempo(x: np.ndarray, factor: float, rate: int, frame: int = 256) -> n
         out[i * hop_out : i * hop_out + frame] += padded[start : start + frame] * window
         norm[i * hop_out : i * hop_out + frame] += window
     return out / np.maximum(norm, 1e-3)
+
+
+def change_voice(x: np.ndarray, rate: int, formant_ratio: float, pitch_median_hz: float,
+                 pitch_range_factor: float) -> np.ndarray:
+    """Another voice saying the same: formants scaled by formant_ratio, pitch moved to
+    pitch_median_hz (PSOLA; 0 keeps it), duration kept: Praat's "Change gender" through
+    parselmouth. A clip with no voiced stretch (noise, a whisper) keeps its spectrum."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=rate)
+    try:
+        with warnings.catch_warnings():  # "no voiced segments": nothing to move, no news
+            warnings.simplefilter("ignore", parselmouth.PraatWarning)
+            out = call(sound, "Change gender", 75.0, 600.0, formant_ratio, pitch_median_hz,
+                       pitch_range_factor, 1.0)
+    except parselmouth.PraatError:
+        return x
+    y = np.asarray(out.values[0], dtype=np.float64)
+    return y if y.size and np.all(np.isfinite(y)) else x
 
 
 def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -131,7 +160,13 @@ def augment_waveform(
     noise_pool: list[np.ndarray],
 ) -> np.ndarray:
     """One random rendition of an utterance, as a microphone in some room might hear it."""
-    x = change_speed(x, rng.uniform(*cfg.speed_range), rate)
+    speed_range = cfg.speed_range
+    if rng.random() < cfg.voice_prob:
+        pitch = float(np.exp(rng.uniform(*np.log(cfg.pitch_median_hz))))
+        x = change_voice(x, rate, rng.uniform(*cfg.formant_ratio_range), pitch,
+                         rng.uniform(*cfg.pitch_range_factor))
+        speed_range = cfg.voice_speed_range
+    x = change_speed(x, rng.uniform(*speed_range), rate)
     if rng.random() < cfg.tempo_prob:
         x = change_tempo(x, rng.uniform(*cfg.tempo_range), rate)
     if rng.random() < cfg.eq_prob:

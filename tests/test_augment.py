@@ -1,0 +1,72 @@
+"""Waveform augmentation on real FSDD audio: the voice change sets pitch apart from formants."""
+
+from __future__ import annotations
+
+import numpy as np
+import parselmouth
+import pytest
+from digitd.daemon.audio import read_audio
+from digitd.train.augment import AugmentConfig, augment_waveform, change_voice
+from parselmouth.praat import call
+
+RATE = 8000
+
+
+def median_pitch(x: np.ndarray) -> float:
+    pitch = call(parselmouth.Sound(x, sampling_frequency=RATE), "To Pitch", 0.0, 75, 600)
+    return call(pitch, "Get quantile", 0, 0, 0.5, "Hertz")
+
+
+def spectral_centroid(x: np.ndarray) -> float:
+    """Where the power sits; it moves with the formants (the harmonics carry no power
+    of their own, only the envelope's)."""
+    power = np.abs(np.fft.rfft(x)) ** 2
+    return float(np.sum(power * np.fft.rfftfreq(x.size, 1 / RATE)) / np.sum(power))
+
+
+@pytest.fixture(scope="module")
+def man(recordings) -> np.ndarray:
+    return read_audio(recordings / "3_nicolas_0.wav", RATE).astype(np.float64)
+
+
+@pytest.mark.parametrize("target", [110.0, 220.0, 300.0])
+def test_voice_change_moves_the_pitch_and_keeps_the_length(man, target):
+    assert median_pitch(man) < 150  # an adult man
+    changed = change_voice(man, RATE, 1.0, target, 1.0)
+    assert changed.size == man.size
+    assert abs(median_pitch(changed) - target) < 0.1 * target
+
+
+@pytest.mark.parametrize("ratio", [0.9, 1.2])
+def test_voice_change_moves_formants_without_the_pitch(man, ratio):
+    changed = change_voice(man, RATE, ratio, 0.0, 1.0)  # 0: pitch median kept
+    assert abs(median_pitch(changed) - median_pitch(man)) < 10
+    moved = spectral_centroid(changed) / spectral_centroid(man)
+    assert abs(moved - ratio) < 0.05, moved
+
+
+def test_no_voice_keeps_its_spectrum():
+    noise = np.random.default_rng(0).normal(size=RATE // 2) * 0.1
+    changed = change_voice(noise, RATE, 1.2, 200.0, 1.0)
+    assert changed.size == noise.size
+    assert abs(spectral_centroid(changed) / spectral_centroid(noise) - 1) < 0.02
+    assert not np.any(change_voice(np.zeros(RATE // 2), RATE, 1.2, 200.0, 1.0))
+
+
+def test_augmentation_is_seeded_and_uses_the_voice_change(man, monkeypatch):
+    a = augment_waveform(man, RATE, AugmentConfig(), np.random.default_rng(5), [man])
+    b = augment_waveform(man, RATE, AugmentConfig(), np.random.default_rng(5), [man])
+    assert np.array_equal(a, b)
+    calls = []
+    from digitd.train import augment
+
+    monkeypatch.setattr(augment, "change_voice", lambda x, *args: calls.append(args) or x)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        augment_waveform(man, RATE, AugmentConfig(voice_prob=0.35), rng, [man])
+    assert 40 < len(calls) < 100
+    assert all(rate == RATE and 0.9 <= ratio <= 1.25 and 80 <= hz <= 320
+               for rate, ratio, hz, _ in calls)
+    calls.clear()
+    augment_waveform(man, RATE, AugmentConfig(voice_prob=0.0), rng, [man])
+    assert not calls
