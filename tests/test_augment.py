@@ -60,7 +60,8 @@ def test_augmentation_is_seeded_and_uses_the_voice_change(man, monkeypatch):
     calls = []
     from digitd.train import augment
 
-    monkeypatch.setattr(augment, "change_voice", lambda x, *args: calls.append(args) or x)
+    monkeypatch.setattr(augment, "change_voice_guarded",
+                        lambda x, *args: calls.append(args) or x)
     rng = np.random.default_rng(1)
     for _ in range(200):
         augment_waveform(man, RATE, AugmentConfig(voice_prob=0.35), rng, [man])
@@ -70,3 +71,21 @@ def test_augmentation_is_seeded_and_uses_the_voice_change(man, monkeypatch):
     calls.clear()
     augment_waveform(man, RATE, AugmentConfig(voice_prob=0.0), rng, [man])
     assert not calls
+
+
+def _never_returns(x: np.ndarray, *args) -> np.ndarray:
+    import time
+
+    time.sleep(60)
+    return -x
+
+
+def test_a_voice_change_that_hangs_is_given_up_and_the_worker_replaced(man):
+    from digitd.train import augment
+
+    before = augment._praat.timeouts
+    assert augment._praat.run(_never_returns, man, timeout=1.0) is man
+    assert augment._praat.timeouts == before + 1
+    # the next call gets a fresh worker and a real answer
+    changed = augment.change_voice_guarded(man, RATE, 1.0, 220.0, 1.0)
+    assert abs(median_pitch(changed) - 220.0) < 22.0

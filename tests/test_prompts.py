@@ -100,10 +100,11 @@ def test_corpus_takes_the_digits_repeated_and_the_rest_as_non_digits(tree, fsdd_
     from digitd.train.dataset import build_corpus
 
     fsdd = load_fsdd(fsdd_dir, RATE, limit_per_class=1)
-    cfg = TrainConfig(use_tts=False, prompt_voices_dir=tree, prompt_digit_repeats=3)
+    cfg = TrainConfig(use_tts=False, use_prompt_voices=True, prompt_voices_dir=tree,
+                      prompt_digit_repeats=3)
     corpus = build_corpus(fsdd, cfg)
     assert corpus.fsdd_count == len(fsdd)
     assert corpus.digit_labels[len(fsdd):] == list(range(10)) * 3
     assert len(corpus.word_waves) == 5 + 1  # English words + the French piece
-    without = build_corpus(fsdd, TrainConfig(use_tts=False, use_prompt_voices=False))
+    without = build_corpus(fsdd, TrainConfig(use_tts=False))  # the default: off
     assert len(without.digit_waves) == len(fsdd) and not without.word_waves

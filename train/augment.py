@@ -6,11 +6,14 @@ float at the model rate.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import soxr
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,52 @@ def change_voice(x: np.ndarray, rate: int, formant_ratio: float, pitch_median_hz
         return x
     y = np.asarray(out.values[0], dtype=np.float64)
     return y if y.size and np.all(np.isfinite(y)) else x
+
+
+class _PraatWorker:
+    """change_voice in a child process, so a call can be given up on: on a rare clip Praat's
+    PSOLA never returns (seen once in ~100k calls, holding the GIL, which froze training).
+    One worker, started on first use (spawn: no copy of TensorFlow's threads), replaced
+    after a time-out."""
+
+    def __init__(self) -> None:
+        self._pool = None
+        self.timeouts = 0
+
+    def _start(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def run(self, fn, x: np.ndarray, *args, timeout: float):
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        future = (self._pool or self._start()).submit(fn, x, *args)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            self.timeouts += 1
+            log.warning("a voice change took over %.0f s; its clip is used unchanged", timeout)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            return x
+
+
+_praat = _PraatWorker()
+VOICE_TIMEOUT_S = 10.0  # a clip takes ~2 ms
+
+
+def change_voice_guarded(x: np.ndarray, rate: int, formant_ratio: float,
+                         pitch_median_hz: float, pitch_range_factor: float,
+                         timeout: float = VOICE_TIMEOUT_S) -> np.ndarray:
+    """change_voice, or x unchanged if Praat has not answered within `timeout` seconds."""
+    return _praat.run(change_voice, x, rate, formant_ratio, pitch_median_hz,
+                      pitch_range_factor, timeout=timeout)
 
 
 def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -163,8 +212,8 @@ def augment_waveform(
     speed_range = cfg.speed_range
     if rng.random() < cfg.voice_prob:
         pitch = float(np.exp(rng.uniform(*np.log(cfg.pitch_median_hz))))
-        x = change_voice(x, rate, rng.uniform(*cfg.formant_ratio_range), pitch,
-                         rng.uniform(*cfg.pitch_range_factor))
+        x = change_voice_guarded(x, rate, rng.uniform(*cfg.formant_ratio_range), pitch,
+                                 rng.uniform(*cfg.pitch_range_factor))
         speed_range = cfg.voice_speed_range
     x = change_speed(x, rng.uniform(*speed_range), rate)
     if rng.random() < cfg.tempo_prob:

@@ -40,6 +40,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny subset, few epochs, no TTS: a smoke test in minutes")
     parser.add_argument("--no-tts", action="store_true", help="train on FSDD only")
+    parser.add_argument("--prompt-voices", action="store_true",
+                        help="also train on the recorded Asterisk prompt voices "
+                             "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
     parser.add_argument("--limit-per-class", type=int, default=None,
                         help="FSDD takes per digit and speaker (default: all)")
     parser.add_argument("--cache", type=Path, default=None, help="cache for synthetic voices")
@@ -54,6 +57,8 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
             setattr(cfg, name, getattr(args, name))
     if args.no_tts:
         cfg.use_tts = False
+    if args.prompt_voices:
+        cfg.use_prompt_voices = True
     if args.cache:
         cfg.cache_dir = args.cache
     return cfg
