@@ -89,3 +89,19 @@ def test_a_voice_change_that_hangs_is_given_up_and_the_worker_replaced(man):
     # the next call gets a fresh worker and a real answer
     changed = augment.change_voice_guarded(man, RATE, 1.0, 220.0, 1.0)
     assert abs(median_pitch(changed) - 220.0) < 22.0
+
+
+def test_voice_change_is_off_by_default_and_set_from_the_command_line(capsys):
+    import argparse
+
+    from digitd.train import cli
+
+    assert AugmentConfig().voice_prob == 0.0  # measured even-to-worse in LOSO
+    args = argparse.Namespace(quick=False, data=None, epochs=None, seed=None,
+                              limit_per_class=None, no_tts=False, cache=None,
+                              prompt_voices=True, voice_change=0.35)
+    cfg = cli.make_config(args)
+    assert cfg.augment.voice_prob == 0.35 and cfg.use_prompt_voices
+    assert cfg.augment.speed_range == AugmentConfig().speed_range  # the rest kept
+    assert cli.main(["fit", "--quick", "--voice-change", "2"]) == 2
+    assert "--voice-change must be in [0, 1]" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny subset, few epochs, no TTS: a smoke test in minutes")
     parser.add_argument("--no-tts", action="store_true", help="train on FSDD only")
+    parser.add_argument("--voice-change", type=float, default=None, metavar="P",
+                        help="share of speech examples given another pitch and formants "
+                             "(Praat's Change gender; default 0, see AugmentConfig)")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -59,6 +63,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_tts = False
     if args.prompt_voices:
         cfg.use_prompt_voices = True
+    if args.voice_change is not None:
+        if not 0.0 <= args.voice_change <= 1.0:
+            raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
+        cfg.augment = replace(cfg.augment, voice_prob=args.voice_change)
     if args.cache:
         cfg.cache_dir = args.cache
     return cfg
