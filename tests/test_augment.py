@@ -80,12 +80,19 @@ def _never_returns(x: np.ndarray, *args) -> np.ndarray:
     return -x
 
 
-def test_a_voice_change_that_hangs_is_given_up_and_the_worker_replaced(man):
+def _crashes(x: np.ndarray, *args) -> np.ndarray:
+    import os
+
+    os._exit(3)
+
+
+def test_a_voice_change_that_hangs_or_crashes_is_given_up_and_the_worker_replaced(man):
     from digitd.train import augment
 
-    before = augment._praat.timeouts
+    before = augment._praat.given_up
     assert augment._praat.run(_never_returns, man, timeout=1.0) is man
-    assert augment._praat.timeouts == before + 1
+    assert augment._praat.run(_crashes, man, timeout=10.0) is man
+    assert augment._praat.given_up == before + 2
     # the next call gets a fresh worker and a real answer
     changed = augment.change_voice_guarded(man, RATE, 1.0, 220.0, 1.0)
     assert abs(median_pitch(changed) - 220.0) < 22.0

@@ -92,13 +92,13 @@ def change_voice(x: np.ndarray, rate: int, formant_ratio: float, pitch_median_hz
 
 class _PraatWorker:
     """change_voice in a child process, so a call can be given up on: on a rare clip Praat's
-    PSOLA never returns (seen once in ~100k calls, holding the GIL, which froze training).
+    PSOLA never returns (seen once in ~200k calls, holding the GIL, which froze training).
     One worker, started on first use (spawn: no copy of TensorFlow's threads), replaced
-    after a time-out."""
+    after a time-out or a crash; that clip goes on unchanged."""
 
     def __init__(self) -> None:
         self._pool = None
-        self.timeouts = 0
+        self.given_up = 0
 
     def _start(self):
         import multiprocessing
@@ -110,13 +110,15 @@ class _PraatWorker:
 
     def run(self, fn, x: np.ndarray, *args, timeout: float):
         from concurrent.futures import TimeoutError as FutureTimeout
+        from concurrent.futures.process import BrokenProcessPool
 
         future = (self._pool or self._start()).submit(fn, x, *args)
         try:
             return future.result(timeout=timeout)
-        except FutureTimeout:
-            self.timeouts += 1
-            log.warning("a voice change took over %.0f s; its clip is used unchanged", timeout)
+        except (FutureTimeout, BrokenProcessPool) as exc:
+            self.given_up += 1
+            why = "crashed" if isinstance(exc, BrokenProcessPool) else f"took over {timeout:.0f} s"
+            log.warning("a voice change %s; its clip is used unchanged", why)
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
