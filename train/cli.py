@@ -44,6 +44,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice-change", type=float, default=None, metavar="P",
                         help="share of speech examples given another pitch and formants "
                              "(Praat's Change gender; default 0, see AugmentConfig)")
+    parser.add_argument("--tts-digit-repeats", type=int, default=None, metavar="N",
+                        help="each synthetic digit clip N times an epoch (default: "
+                             f"{TrainConfig.tts_digit_repeats}, see TrainConfig)")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -63,6 +66,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_tts = False
     if args.prompt_voices:
         cfg.use_prompt_voices = True
+    if args.tts_digit_repeats is not None:
+        if args.tts_digit_repeats < 1:
+            raise DataError(f"--tts-digit-repeats must be at least 1, got {args.tts_digit_repeats}")
+        cfg.tts_digit_repeats = args.tts_digit_repeats
     if args.voice_change is not None:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
