@@ -154,6 +154,10 @@ def write(results: dict, out: Path, markdown: Path) -> str:
              f"`python -m bench{' --quick' if cfg['quick'] else ''}` "
              f"({results['elapsed_s'] / 60:.1f} min on {os.cpu_count()} cores). "
              "Ratios are digitd / pocketsphinx. Timings come from a shared machine.", ""]
+    if "peer_measured_in_s" in results:
+        parts[-2] += (" This run measured digitd only (`--reuse-peer`): pocketsphinx's "
+                      "figures come from an earlier run of the same configuration on the same "
+                      f"audio ({results['peer_measured_in_s'] / 60:.1f} min with both).")
     if cfg["quick"]:
         parts += ["**Quick mode**: small samples for CI; the full run is `python -m bench`.", ""]
     parts += ["## Headline", "", table(["", "digitd", "pocketsphinx", "ratio"],

@@ -4,6 +4,10 @@
                              reports/bench/ (results.json, PNG plots, stream truth CSVs)
   python -m bench --quick    a CI-sized run (a few minutes) into reports/bench-quick/;
                              prints its numbers, asserts nothing about them
+  python -m bench --reuse-peer   digitd measured afresh, pocketsphinx's figures taken from
+                             the last results.json of the same configuration (its audio is
+                             the same seeded material): for a new model, minutes instead of
+                             an hour
 
 Isolated digits are recognized by the LOSO fold models in reports/loso/ (from
 `digitd-train evaluate --loso`): each speaker by the model that never heard them. Without
@@ -53,27 +57,35 @@ class BenchConfig:
                    inference_runs=200, daemon_seconds=5.0)
 
 
-def isolated(fsdd: Utterances, models: dict[str, Path | None], peer: Pocketsphinx) -> dict:
-    out: dict = {"digitd": {}, "pocketsphinx": {}}
+PEER = "pocketsphinx"
+
+
+def isolated(fsdd: Utterances, models: dict[str, Path | None],
+             peer: Pocketsphinx | None) -> dict:
+    out: dict = {"digitd": {}, **({PEER: {}} if peer else {})}
     for speaker in material.SPEAKERS:
         waves, digits = material.of_speaker(fsdd, speaker)
         if not waves:
             continue
         ours = Digitd(models[speaker])
-        for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+        for name, recognizer in (("digitd", ours), (PEER, peer)):
+            if recognizer is None:
+                continue
             predicted = [recognizer.isolated(w) for w in waves]
             out[name][speaker] = {"truth": digits,
                                   "predicted": [-1 if p is None else p for p in predicted]}
     return out
 
 
-def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
+def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx | None) -> dict:
     voices = material.unseen_voices(cfg.voices)
     digits = material.synthesized(voices, list(DIGIT_WORDS), cache)
     words = material.synthesized(voices, material.non_digit_words(), cache)
     ours = Digitd()
     out: dict = {"voices": len(voices), "digit_clips": len(digits), "word_clips": len(words)}
-    for name, recognizer in (("digitd", ours), ("pocketsphinx", peer)):
+    for name, recognizer in (("digitd", ours), (PEER, peer)):
+        if recognizer is None:
+            continue
         said = [DIGIT_WORDS.index(t) for t, _ in digits]
         heard = [recognizer.isolated(w) for _, w in digits]
         taken = [recognizer.isolated(w) for _, w in words]
@@ -86,13 +98,15 @@ def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
 
 
 def speaker_streams(cfg: BenchConfig, fsdd: Utterances, speaker: str, model: Path | None,
-                    truth_dir: Path, babble_pool: list[np.ndarray]) -> tuple[dict, dict, float]:
-    """One held-out speaker's streams through both recognizers: scores, CPU, audio seconds."""
+                    truth_dir: Path, babble_pool: list[np.ndarray], with_peer: bool = True
+                    ) -> tuple[dict, dict, float]:
+    """One held-out speaker's streams through both recognizers (or digitd alone): scores,
+    CPU, audio seconds."""
     k = material.SPEAKERS.index(speaker)
     waves, digits = material.of_speaker(fsdd, speaker)
-    recognizers = (Digitd(model), Pocketsphinx())
+    recognizers = (Digitd(model), Pocketsphinx()) if with_peer else (Digitd(model),)
     scores: dict = {}
-    cpu = {"digitd": 0.0, "pocketsphinx": 0.0}
+    cpu = {recognizer.name: 0.0 for recognizer in recognizers}
     audio_seconds = 0.0
     for kind in cfg.noises:
         for snr in cfg.snrs:
@@ -111,7 +125,7 @@ def speaker_streams(cfg: BenchConfig, fsdd: Utterances, speaker: str, model: Pat
 
 
 def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None],
-              truth_dir: Path, cache: Path) -> dict:
+              truth_dir: Path, cache: Path, with_peer: bool = True) -> dict:
     """Every held-out speaker's streams, two speakers at a time (one per core): pocketsphinx
     decodes long noisy utterances slowly. CPU time is measured inside each worker.
 
@@ -121,15 +135,16 @@ def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None]
     from concurrent.futures import ProcessPoolExecutor
 
     speakers = [s for s in material.SPEAKERS if material.of_speaker(fsdd, s)[0]]
+    names = ("digitd", PEER) if with_peer else ("digitd",)
     scores = {(name, kind, snr): StreamScore(latencies_ms=[])
-              for name in ("digitd", "pocketsphinx") for kind in cfg.noises for snr in cfg.snrs}
-    cpu = {"digitd": 0.0, "pocketsphinx": 0.0}
+              for name in names for kind in cfg.noises for snr in cfg.snrs}
+    cpu = dict.fromkeys(names, 0.0)
     audio_seconds = 0.0
     with ProcessPoolExecutor(max_workers=2,
                              mp_context=multiprocessing.get_context("fork")) as pool:
         babble_pool = material.unseen_speech(cfg.voices, cache)
-        jobs = [pool.submit(speaker_streams, cfg, fsdd, s, models[s], truth_dir, babble_pool)
-                for s in speakers]
+        jobs = [pool.submit(speaker_streams, cfg, fsdd, s, models[s], truth_dir, babble_pool,
+                            with_peer) for s in speakers]
         for job in jobs:
             part, part_cpu, seconds = job.result()
             for key, score in part.items():
@@ -140,7 +155,7 @@ def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None]
     out: dict = {"audio_hours": audio_seconds / 3600,
                  "cpu_seconds_per_audio_hour": {n: c / (audio_seconds / 3600)
                                                 for n, c in cpu.items()}}
-    for name in ("digitd", "pocketsphinx"):
+    for name in names:
         out[name] = {}
         for snr in cfg.snrs:
             total = StreamScore(latencies_ms=[])
@@ -151,10 +166,11 @@ def streaming(cfg: BenchConfig, fsdd: Utterances, models: dict[str, Path | None]
     return out
 
 
-def false_accepts(cfg: BenchConfig, cache: Path, peer: Pocketsphinx) -> dict:
+def false_accepts(cfg: BenchConfig, cache: Path, peer: Pocketsphinx | None) -> dict:
     speech = material.unseen_speech(cfg.voices, cache)
+    recognizers = [Digitd(), peer] if peer else [Digitd()]
     return {"seconds_per_kind": cfg.non_digit_seconds,
-            **digits_per_hour([Digitd(), peer], cfg.non_digit_seconds, speech)}
+            **digits_per_hour(recognizers, cfg.non_digit_seconds, speech)}
 
 
 def digits_per_hour(recognizers, seconds: float, speech: list[np.ndarray]) -> dict:
@@ -169,7 +185,7 @@ def digits_per_hour(recognizers, seconds: float, speech: list[np.ndarray]) -> di
     return out
 
 
-def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx, work: Path) -> dict:
+def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: Path) -> dict:
     from digitd.daemon.features import extract
     from digitd.daemon.model import default_model_path
 
@@ -183,19 +199,22 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx, work: Path) ->
         "per_utterance_ms": {
             "digitd features + int8": cost.time_per_call(ours.isolated, waves, runs),
             "digitd int8 model only": cost.tflite_invoke_ms(model, features, runs),
-            "pocketsphinx decode": cost.time_per_call(peer.isolated, waves, max(50, runs // 10)),
         },
     }
+    if peer:
+        out["per_utterance_ms"]["pocketsphinx decode"] = cost.time_per_call(
+            peer.isolated, waves, max(50, runs // 10))
     float_model = cost.float_tflite(model, work / "float.tflite")
     if float_model is not None:
         out["per_utterance_ms"]["digitd float32 model only"] = cost.tflite_invoke_ms(
             float_model, features, runs)
         out["model_bytes"]["digitd float32"] = float_model.stat().st_size
-    import pocketsphinx
+    if peer:
+        import pocketsphinx
 
-    ps_model = Path(pocketsphinx.get_model_path())
-    out["model_bytes"]["pocketsphinx en-us"] = sum(
-        p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
+        ps_model = Path(pocketsphinx.get_model_path())
+        out["model_bytes"]["pocketsphinx en-us"] = sum(
+            p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
     # the same harness for both: 8 kHz PCM on stdin, digits on stdout
     stream = material.digit_stream("footprint", *material.of_speaker(fsdd, "theo"),
                                    cfg.stream_digits, 20, "pink", fsdd.waves[:50], seed=7,
@@ -203,13 +222,40 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx, work: Path) ->
     pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()
     seconds = stream.samples.size / material.RATE
     out["process"] = {}
-    for name in ("digitd", "pocketsphinx"):
+    for name in ("digitd", PEER) if peer else ("digitd",):
         run = cost.subprocess_footprint([sys.executable, "-m", "bench.recognizers", name], pcm)
         out["process"][name] = {"ready_s": run["ready_s"], "peak_rss_mb": run["peak_rss_mb"],
                                 "cpu_seconds_per_audio_hour": run["cpu_s"] / seconds * 3600,
                                 "audio_seconds": seconds}
     out["daemon"] = cost.daemon_on_pulse(cfg.daemon_seconds)
     return out
+
+
+def previous_peer_results(path: Path, cfg: BenchConfig) -> dict:
+    """The last run's results, to take pocketsphinx's figures from: only a run of the same
+    configuration decoded the same audio."""
+    if not path.is_file():
+        raise ValueError(f"--reuse-peer: no earlier results in {path}; run without it once")
+    previous = json.loads(path.read_text())
+    if previous.get("config") != json.loads(json.dumps(asdict(cfg))):
+        raise ValueError(f"--reuse-peer: {path} was run with another configuration "
+                         f"({previous.get('config')}); run without it")
+    return previous
+
+
+def reuse_peer_results(results: dict, previous: dict) -> dict:
+    """Put the previous run's pocketsphinx figures into a run that measured digitd alone."""
+    for section in ("isolated", "unseen_voices", "streaming", "false_accepts"):
+        results[section][PEER] = previous[section][PEER]
+    results["streaming"]["cpu_seconds_per_audio_hour"][PEER] = (
+        previous["streaming"]["cpu_seconds_per_audio_hour"][PEER])
+    for table in ("model_bytes", "per_utterance_ms", "process"):
+        for key, value in previous["cost"][table].items():
+            if key.startswith(PEER):
+                results["cost"][table][key] = value
+    # the first run that measured them, however many reuses ago
+    results["peer_measured_in_s"] = previous.get("peer_measured_in_s", previous["elapsed_s"])
+    return results
 
 
 def fold_models(reports: Path) -> tuple[dict[str, Path | None], bool]:
@@ -230,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="results folder (default: reports/bench, or reports/bench-quick)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="default: BENCHMARKS.md (full run) or <out>/BENCHMARKS.md (quick)")
+    parser.add_argument("--reuse-peer", action="store_true",
+                        help="measure digitd only; take pocketsphinx's figures from the last "
+                             "results.json of the same configuration (the same audio)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the markdown and plots from the last results.json")
     args = parser.parse_args(argv)
@@ -240,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         report.write(json.loads((out / "results.json").read_text()), out, markdown)
         return 0
+    previous = None
+    if args.reuse_peer:
+        try:
+            previous = previous_peer_results(out / "results.json", cfg)
+        except ValueError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
     started = time.monotonic()
 
     def step(name: str) -> None:
@@ -248,19 +304,22 @@ def main(argv: list[str] | None = None) -> int:
     models, loso = fold_models(args.reports)
     step("loading FSDD" + ("" if loso else " (no LOSO fold models: the shipped model stands in)"))
     fsdd = material.load_fsdd(args.data, cfg.per_digit)
-    peer = Pocketsphinx()
+    peer = None if previous else Pocketsphinx()
     results: dict = {"config": asdict(cfg), "loso_models": loso}
     step("isolated digits, held-out speakers")
     results["isolated"] = isolated(fsdd, models, peer)
     step("voices training never used")
     results["unseen_voices"] = voices_and_words(cfg, args.cache, peer)
     step("streams with noise")
-    results["streaming"] = streaming(cfg, fsdd, models, out / "streams", args.cache)
+    results["streaming"] = streaming(cfg, fsdd, models, out / "streams", args.cache,
+                                     with_peer=peer is not None)
     step("audio with no digit in it")
     results["false_accepts"] = false_accepts(cfg, args.cache, peer)
     step("cost")
     results["cost"] = costs(cfg, fsdd, peer, out)
     results["elapsed_s"] = time.monotonic() - started
+    if previous:
+        reuse_peer_results(results, previous)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     text = report.write(results, out, markdown)
     step(f"wrote {markdown} and {out}")
