@@ -40,7 +40,8 @@ def float_tflite(model_path: Path, out: Path) -> Path | None:
     meta = ModelMetadata.load(metadata_path_for(model_path))
     train = meta.raw.get("training", {}).get("config", {})
     model = build_model(meta.features.shape, len(meta.labels), train.get("width", 96),
-                        train.get("dropout", 0.25), tuple(train.get("first_pool", (2, 2))))
+                        train.get("dropout", 0.25), tuple(train.get("first_pool", (2, 2))),
+                        train.get("towers", 1))
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp + "/saved", format="tf_saved_model", verbose=False)
         out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(tmp + "/saved").convert())

@@ -107,7 +107,7 @@ def test_voice_change_is_off_by_default_and_set_from_the_command_line(capsys):
     args = argparse.Namespace(quick=False, data=None, epochs=None, seed=None,
                               limit_per_class=None, no_tts=False, cache=None,
                               prompt_voices=True, voice_change=0.35,
-                              tts_digit_repeats=None)
+                              tts_digit_repeats=None, towers=None)
     cfg = cli.make_config(args)
     assert cfg.augment.voice_prob == 0.35 and cfg.use_prompt_voices
     assert cfg.augment.speed_range == AugmentConfig().speed_range  # the rest kept

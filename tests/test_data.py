@@ -164,18 +164,23 @@ def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path,
     assert np.array_equal(held_out.word_waves[0], once.word_waves[1])  # "window" stays
 
 
-def test_synthetic_digit_repeats_are_set_from_the_command_line(capsys):
+def test_synthetic_digit_repeats_and_towers_are_set_from_the_command_line(capsys):
     from digitd.train import cli
     from digitd.train.config import TrainConfig
 
     args = argparse.Namespace(quick=False, data=None, epochs=None, seed=None,
                               limit_per_class=None, no_tts=False, cache=None,
-                              prompt_voices=False, voice_change=None, tts_digit_repeats=None)
+                              prompt_voices=False, voice_change=None, tts_digit_repeats=None,
+                              towers=None)
     assert cli.make_config(args).tts_digit_repeats == TrainConfig().tts_digit_repeats
     args.tts_digit_repeats = 4
     assert cli.make_config(args).tts_digit_repeats == 4
     assert cli.main(["fit", "--quick", "--tts-digit-repeats", "0"]) == 2
     assert "--tts-digit-repeats must be at least 1" in capsys.readouterr().err
+    args.towers = 2
+    assert cli.make_config(args).towers == 2
+    assert cli.main(["fit", "--quick", "--towers", "0"]) == 2
+    assert "--towers must be at least 1" in capsys.readouterr().err
 
 
 def test_heldout_noise_is_drawn_with_the_original_kind_thresholds():

@@ -44,3 +44,39 @@ def test_bench_float_copy_is_built_from_the_models_training_settings(tmp_path):
     frames, mels = FeatureConfig.from_dict(meta["features"]).shape
     assert (1, frames, mels // 2, 24) in shapes  # block0 at width 24 on the (1, 2) grid
     assert not any(len(s) == 4 and s[-1] == 96 for s in shapes)  # not the default width
+
+
+def test_towers_are_an_ensemble_averaged_in_one_model():
+    import numpy as np
+    from digitd.train.models import build_model, training_outputs
+
+    model = build_model((61, 40), 11, width=8, towers=2)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 61, 40, 1)).astype(np.float32)
+    each = training_outputs(model, 2).predict(x, verbose=0)
+    assert len(each) == 2
+    assert not np.allclose(each[0], each[1])  # initialized apart
+    assert np.allclose(model.predict(x, verbose=0), (each[0] + each[1]) / 2, atol=1e-6)
+    single = build_model((61, 40), 11, width=8)
+    assert training_outputs(single, 1) is single
+    assert single.get_layer("probabilities") is single.layers[-1]  # a single tower's names kept
+    with pytest.raises(ValueError, match="towers must be at least 1"):
+        build_model((61, 40), 11, width=8, towers=0)
+
+
+def test_training_fits_every_tower(fsdd_dir, tmp_path):
+    import numpy as np
+    from digitd.train.config import quick_config
+    from digitd.train.data import load_fsdd
+    from digitd.train.dataset import build_corpus
+    from digitd.train.models import build_model, tower_name
+    from digitd.train.train import seed_everything, train_model
+
+    cfg = quick_config(towers=2, epochs=2, width=8, cache_dir=tmp_path)
+    corpus = build_corpus(load_fsdd(fsdd_dir, 8000, limit_per_class=1), cfg)
+    trained = train_model(corpus, cfg)
+    seed_everything(cfg.seed)  # as train_model starts: the same initial weights
+    initial = build_model(cfg.features.shape, 11, cfg.width, cfg.dropout, cfg.first_pool, 2)
+    for i in range(2):
+        name = f"{tower_name(i)}probabilities"
+        assert not np.allclose(trained.get_layer(name).get_weights()[0],
+                               initial.get_layer(name).get_weights()[0])

@@ -47,6 +47,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tts-digit-repeats", type=int, default=None, metavar="N",
                         help="each synthetic digit clip N times an epoch (default: "
                              f"{TrainConfig.tts_digit_repeats}, see TrainConfig)")
+    parser.add_argument("--towers", type=int, default=None, metavar="N",
+                        help="copies of the network averaged in the model (default: "
+                             f"{TrainConfig.towers}, see TrainConfig)")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -66,6 +69,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_tts = False
     if args.prompt_voices:
         cfg.use_prompt_voices = True
+    if args.towers is not None:
+        if args.towers < 1:
+            raise DataError(f"--towers must be at least 1, got {args.towers}")
+        cfg.towers = args.towers
     if args.tts_digit_repeats is not None:
         if args.tts_digit_repeats < 1:
             raise DataError(f"--tts-digit-repeats must be at least 1, got {args.tts_digit_repeats}")

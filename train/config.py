@@ -49,6 +49,7 @@ class TrainConfig:
     width: int = 96  # channels of the first separable block; the others scale from it
     dropout: float = 0.25
     first_pool: tuple[int, int] = (2, 2)  # (time, mel) pooling before the first block
+    towers: int = 1  # copies of the network averaged in one model file (models.build_model)
     # optimisation
     epochs: int = 30
     batch_size: int = 64

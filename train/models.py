@@ -19,21 +19,53 @@ def _separable_block(x, channels: int, name: str):
     return layers.ReLU(name=f"{name}_pw_relu")(x)
 
 
+def _tower(inputs, n_classes: int, width: int, dropout: float, first_pool: tuple[int, int],
+           prefix: str = ""):
+    x = layers.Conv2D(width * 3 // 4, 3, padding="same", use_bias=False,
+                      name=f"{prefix}stem")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}stem_bn")(x)
+    x = layers.ReLU(name=f"{prefix}stem_relu")(x)
+    for i, channels in enumerate((width, width * 3 // 2, width * 2)):
+        x = layers.MaxPooling2D(tuple(first_pool) if i == 0 else 2, name=f"{prefix}pool{i}")(x)
+        x = _separable_block(x, channels, name=f"{prefix}block{i}")
+    x = layers.GlobalAveragePooling2D(name=f"{prefix}gap")(x)
+    x = layers.Dropout(dropout, name=f"{prefix}dropout")(x)
+    return layers.Dense(n_classes, activation="softmax", name=f"{prefix}probabilities")(x)
+
+
+def tower_name(i: int) -> str:
+    return f"t{i}_"
+
+
 def build_model(input_shape: tuple[int, int], n_classes: int, width: int = 64,
-                dropout: float = 0.25, first_pool: tuple[int, int] = (2, 2)) -> keras.Model:
+                dropout: float = 0.25, first_pool: tuple[int, int] = (2, 2),
+                towers: int = 1) -> keras.Model:
     """(frames, mels) features -> class probabilities (softmax inside, so int8 output works).
 
     first_pool is the (time, frequency) pooling before the first block: (2, 1) keeps every
     mel band through it, for about twice the multiply-adds and the same parameters.
+    towers > 1 builds that many copies of the network side by side on the same input, each
+    initialized apart, and averages their probabilities: an ensemble in one model file.
+    training_outputs() gives each tower's own output, so each learns on its own loss.
     """
+    if towers < 1:
+        raise ValueError(f"towers must be at least 1, got {towers}")
     inputs = keras.Input(shape=(*input_shape, 1), name="features")
-    x = layers.Conv2D(width * 3 // 4, 3, padding="same", use_bias=False, name="stem")(inputs)
-    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    for i, channels in enumerate((width, width * 3 // 2, width * 2)):
-        x = layers.MaxPooling2D(tuple(first_pool) if i == 0 else 2, name=f"pool{i}")(x)
-        x = _separable_block(x, channels, name=f"block{i}")
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    if towers == 1:
+        outputs = _tower(inputs, n_classes, width, dropout, first_pool)
+    else:
+        outputs = layers.Average(name="probabilities")(
+            [_tower(inputs, n_classes, width, dropout, first_pool, tower_name(i))
+             for i in range(towers)])
     return keras.Model(inputs, outputs, name="digitd_dscnn")
+
+
+def training_outputs(model: keras.Model, towers: int) -> keras.Model:
+    """The model to fit: each tower's probabilities as an output of its own (sharing the
+    weights of `model`), so the towers do not learn to lean on one another's mistakes as
+    they would through the average."""
+    if towers == 1:
+        return model
+    return keras.Model(model.inputs,
+                       [model.get_layer(f"{tower_name(i)}probabilities").output
+                        for i in range(towers)], name="digitd_towers")

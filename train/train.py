@@ -32,21 +32,24 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     import keras
     from tqdm import tqdm
 
-    from .models import build_model
+    from .models import build_model, training_outputs
 
     seed_everything(cfg.seed)
     model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout,
-                        cfg.first_pool)
+                        cfg.first_pool, cfg.towers)
+    fitted = training_outputs(model, cfg.towers)
     n_digits = len(corpus.digit_waves)
     epoch_size = n_digits + int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
     steps = cfg.epochs * -(-epoch_size // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, decay_steps=steps, warmup_target=None, alpha=0.02
     )
-    model.compile(
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    fitted.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],  # keyword: the third positional is loss_weights in Keras 3
+        # one loss and accuracy per tower; keyword: the third positional is loss_weights
+        loss=loss if cfg.towers == 1 else [loss] * cfg.towers,
+        metrics=["accuracy"] if cfg.towers == 1 else [["accuracy"]] * cfg.towers,
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(make_epoch, corpus, cfg, 0)
@@ -55,11 +58,14 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
             x, y = upcoming.result()
             if epoch + 1 < cfg.epochs:
                 upcoming = pool.submit(make_epoch, corpus, cfg, epoch + 1)
-            history = model.fit(
-                x, keras.utils.to_categorical(y, len(LABELS)), batch_size=cfg.batch_size,
-                epochs=1, verbose=0, shuffle=True,
+            targets = keras.utils.to_categorical(y, len(LABELS))
+            history = fitted.fit(
+                x, targets if cfg.towers == 1 else [targets] * cfg.towers,
+                batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=True,
             )
-            loss, acc = history.history["loss"][-1], history.history["accuracy"][-1]
+            # the loss summed over towers; accuracy of the first (each has its own)
+            loss = history.history["loss"][-1]
+            acc = next(v[-1] for k, v in history.history.items() if k.endswith("accuracy"))
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             log.debug("%s epoch %d loss %.4f acc %.4f", desc, epoch, loss, acc)
     return model
