@@ -151,13 +151,15 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts = ["# Benchmarks", "",
              "digitd and pocketsphinx 5 (PyPI, its bundled en-us model, a JSGF grammar of the "
              "ten digit words and its Endpointer) on exactly the same audio, in one run of "
-             f"`python -m bench{' --quick' if cfg['quick'] else ''}` "
+             f"`python -m bench{' --quick' if cfg['quick'] else ''}"
+             f"{' --reuse-peer' if 'peer_measured_in_s' in results else ''}` "
              f"({results['elapsed_s'] / 60:.1f} min on {os.cpu_count()} cores). "
              "Ratios are digitd / pocketsphinx. Timings come from a shared machine.", ""]
     if "peer_measured_in_s" in results:
         parts[-2] += (" This run measured digitd only (`--reuse-peer`): pocketsphinx's "
                       "figures come from an earlier run of the same configuration on the same "
-                      f"audio ({results['peer_measured_in_s'] / 60:.1f} min with both).")
+                      f"audio ({results['peer_measured_in_s'] / 60:.1f} min with both), so "
+                      "the two sides' timings were taken at different times.")
     if cfg["quick"]:
         parts += ["**Quick mode**: small samples for CI; the full run is `python -m bench`.", ""]
     parts += ["## Headline", "", table(["", "digitd", "pocketsphinx", "ratio"],
