@@ -44,11 +44,11 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate, decay_steps=steps, warmup_target=None, alpha=0.02
     )
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    criterion = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
     fitted.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         # one loss and accuracy per tower; keyword: the third positional is loss_weights
-        loss=loss if cfg.towers == 1 else [loss] * cfg.towers,
+        loss=criterion if cfg.towers == 1 else [criterion] * cfg.towers,
         metrics=["accuracy"] if cfg.towers == 1 else [["accuracy"]] * cfg.towers,
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
