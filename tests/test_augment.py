@@ -99,15 +99,10 @@ def test_a_voice_change_that_hangs_or_crashes_is_given_up_and_the_worker_replace
 
 
 def test_voice_change_is_off_by_default_and_set_from_the_command_line(capsys):
-    import argparse
-
     from digitd.train import cli
 
     assert AugmentConfig().voice_prob == 0.0  # measured even-to-worse in LOSO
-    args = argparse.Namespace(quick=False, data=None, epochs=None, seed=None,
-                              limit_per_class=None, no_tts=False, cache=None,
-                              prompt_voices=True, voice_change=0.35,
-                              tts_digit_repeats=None, towers=None)
+    args = cli.build_parser().parse_args(["fit", "--prompt-voices", "--voice-change", "0.35"])
     cfg = cli.make_config(args)
     assert cfg.augment.voice_prob == 0.35 and cfg.use_prompt_voices
     assert cfg.augment.speed_range == AugmentConfig().speed_range  # the rest kept

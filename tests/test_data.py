@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import shutil
@@ -168,17 +167,13 @@ def test_synthetic_digit_repeats_and_towers_are_set_from_the_command_line(capsys
     from digitd.train import cli
     from digitd.train.config import TrainConfig
 
-    args = argparse.Namespace(quick=False, data=None, epochs=None, seed=None,
-                              limit_per_class=None, no_tts=False, cache=None,
-                              prompt_voices=False, voice_change=None, tts_digit_repeats=None,
-                              towers=None)
-    assert cli.make_config(args).tts_digit_repeats == TrainConfig().tts_digit_repeats
-    args.tts_digit_repeats = 4
-    assert cli.make_config(args).tts_digit_repeats == 4
+    parse = cli.build_parser().parse_args
+    assert cli.make_config(parse(["fit"])).tts_digit_repeats == TrainConfig().tts_digit_repeats
+    assert cli.make_config(parse(["fit", "--tts-digit-repeats", "4"])).tts_digit_repeats == 4
     assert cli.main(["fit", "--quick", "--tts-digit-repeats", "0"]) == 2
     assert "--tts-digit-repeats must be at least 1" in capsys.readouterr().err
-    args.towers = 2
-    assert cli.make_config(args).towers == 2
+    assert cli.make_config(parse(["fit"])).towers == TrainConfig().towers
+    assert cli.make_config(parse(["fit", "--towers", "2"])).towers == 2
     assert cli.main(["fit", "--quick", "--towers", "0"]) == 2
     assert "--towers must be at least 1" in capsys.readouterr().err
 

@@ -69,14 +69,13 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_tts = False
     if args.prompt_voices:
         cfg.use_prompt_voices = True
-    if args.towers is not None:
-        if args.towers < 1:
-            raise DataError(f"--towers must be at least 1, got {args.towers}")
-        cfg.towers = args.towers
-    if args.tts_digit_repeats is not None:
-        if args.tts_digit_repeats < 1:
-            raise DataError(f"--tts-digit-repeats must be at least 1, got {args.tts_digit_repeats}")
-        cfg.tts_digit_repeats = args.tts_digit_repeats
+    for name in ("towers", "tts_digit_repeats"):  # counts: at least one
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise DataError(f"{flag} must be at least 1, got {value}")
+            setattr(cfg, name, value)
     if args.voice_change is not None:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
@@ -188,7 +187,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitd-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -228,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/digitd.tflite"))
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_attach_loso)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
