@@ -50,6 +50,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--towers", type=int, default=None, metavar="N",
                         help="copies of the network averaged in the model (default: "
                              f"{TrainConfig.towers}, see TrainConfig)")
+    parser.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
+                        help="blend each training example with another, weight from "
+                             f"Beta(ALPHA, ALPHA) (default: {TrainConfig.mixup_alpha}; 0 is "
+                             "off, see TrainConfig)")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -80,6 +84,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
         cfg.augment = replace(cfg.augment, voice_prob=args.voice_change)
+    if args.mixup is not None:
+        if not 0.0 <= args.mixup <= 10.0:
+            raise DataError(f"--mixup must be in [0, 10], got {args.mixup}")
+        cfg.mixup_alpha = args.mixup
     if args.cache:
         cfg.cache_dir = args.cache
     return cfg

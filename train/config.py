@@ -59,6 +59,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
+    mixup_alpha: float = 0.0  # train.mixup: 0 is off
     # data mix
     use_tts: bool = True
     # each synthetic digit clip this many times an epoch. 2: the unknown class's speech is

@@ -28,6 +28,21 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def mixup(x: np.ndarray, targets: np.ndarray, alpha: float, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Each example blended with a random other one, features and targets alike (Zhang et
+    al. 2018). The weight is drawn from Beta(alpha, alpha) and kept >= 0.5, so an example
+    stays mostly itself. alpha 0 returns the inputs unchanged."""
+    if alpha <= 0:
+        return x, targets
+    lam = rng.beta(alpha, alpha, size=len(x))
+    lam = np.maximum(lam, 1.0 - lam).astype(np.float32)
+    other = rng.permutation(len(x))
+    mixed_x = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * x[other]
+    mixed_t = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[other]
+    return mixed_x.astype(x.dtype), mixed_t.astype(np.float32)
+
+
 def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     import keras
     from tqdm import tqdm
@@ -59,6 +74,8 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
             if epoch + 1 < cfg.epochs:
                 upcoming = pool.submit(make_epoch, corpus, cfg, epoch + 1)
             targets = keras.utils.to_categorical(y, len(LABELS))
+            x, targets = mixup(x, targets, cfg.mixup_alpha,
+                               np.random.default_rng([cfg.seed, 31, epoch]))
             history = fitted.fit(
                 x, targets if cfg.towers == 1 else [targets] * cfg.towers,
                 batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=True,
