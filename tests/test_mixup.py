@@ -8,16 +8,14 @@ import pytest
 pytest.importorskip("soxr")  # the train extra
 
 
-def _batch(n: int = 64, classes: int = 11):
-    rng = np.random.default_rng(5)
-    x = rng.uniform(-1, 1, (n, 6, 4, 1)).astype(np.float32)
-    return x, np.eye(classes, dtype=np.float32)[rng.integers(classes, size=n)]
+def _features(n: int) -> np.ndarray:
+    return np.random.default_rng(5).uniform(-1, 1, (n, 6, 4, 1)).astype(np.float32)
 
 
 def test_alpha_zero_leaves_the_batch_alone():
     from digitd.train.train import mixup
 
-    x, targets = _batch()
+    x, targets = _features(64), np.eye(11, dtype=np.float32)[np.arange(64) % 11]
     mixed_x, mixed_t = mixup(x, targets, 0.0, np.random.default_rng(0))
     assert mixed_x is x and mixed_t is targets
 
@@ -26,7 +24,7 @@ def test_features_and_targets_are_blended_by_the_same_weight():
     from digitd.train.train import mixup
 
     n = 64
-    x = np.random.default_rng(5).uniform(-1, 1, (n, 6, 4, 1)).astype(np.float32)
+    x = _features(n)
     targets = np.eye(n, dtype=np.float32)  # a class per example: the blend names its partner
     mixed_x, mixed_t = mixup(x, targets, 0.4, np.random.default_rng(1))
     assert mixed_x.shape == x.shape and mixed_t.shape == targets.shape
