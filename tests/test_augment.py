@@ -108,3 +108,39 @@ def test_voice_change_is_off_by_default_and_set_from_the_command_line(capsys):
     assert cfg.augment.speed_range == AugmentConfig().speed_range  # the rest kept
     assert cli.main(["fit", "--quick", "--voice-change", "2"]) == 2
     assert "--voice-change must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_edge_cuts_take_a_bounded_share_of_the_word_and_keep_the_rest(recordings):
+    from digitd.daemon.features import frame_power
+    from digitd.train.augment import cut_edges
+
+    # lucas says "six" with silence on both sides, so a cut end is seen losing its silence
+    word = read_audio(recordings / "6_lucas_3.wav", RATE).astype(np.float64)
+    power_db = 10 * np.log10(frame_power(word, RATE // 100) + 1e-20)
+    loud = np.flatnonzero(power_db >= power_db.max() - 40)
+    first, last = loud[0] * (RATE // 100), (loud[-1] + 1) * (RATE // 100)
+    assert first > 0 and last < word.size
+    extent = last - first
+    rng = np.random.default_rng(3)
+    assert np.array_equal(cut_edges(word, RATE, 0.0, (0.15, 0.3), rng), word)
+    starts_cut = ends_cut = 0
+    for _ in range(200):
+        cut = cut_edges(word, RATE, 0.5, (0.15, 0.3), rng)
+        # a contiguous piece of the word: find where it starts
+        windows = np.lib.stride_tricks.sliding_window_view(word, 50)
+        start = int(np.flatnonzero((windows == cut[:50]).all(axis=1))[0])
+        assert np.array_equal(word[start : start + cut.size], cut)
+        end = start + cut.size
+        assert start == 0 or first <= start <= first + 0.15 * extent
+        assert end == word.size or last - 0.3 * extent <= end <= last
+        starts_cut += start > 0
+        ends_cut += end < word.size
+    assert 60 < starts_cut < 140 and 60 < ends_cut < 140  # each end about half the time
+
+
+def test_edge_cuts_are_off_by_default_and_change_the_word_when_on(man):
+    assert AugmentConfig().edge_cut_prob == 0.0
+    a = augment_waveform(man, RATE, AugmentConfig(), np.random.default_rng(7), [man])
+    b = augment_waveform(man, RATE, AugmentConfig(edge_cut_prob=1.0), np.random.default_rng(7),
+                         [man])
+    assert a.size != b.size or not np.array_equal(a, b)
