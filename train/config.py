@@ -21,20 +21,23 @@ class UnknownMix:
     reversed_digits: float = 0.15  # any digit clip played backwards
     word_joins: float = 0.10  # halves of two non-digit words
     fsdd_splices: float = 0.0  # fsdd_splice, FSDD's voices; 0.25 lost more than it won in LOSO
-    noise: float = 0.15
-    tones: float = 0.08
+    noise: float = 0.10
+    tones: float = 0.05  # sustained or gliding sine tones: beeps, whistles
+    # dataset.music: notes on harmonic instruments, played into the room like speech. Was
+    # 0 (noise 0.15, tones 0.08): music-like tones then made 624 false digits an hour
+    music: float = 0.08
     clicks: float = 0.07  # short bursts: clicks and breaths
 
     def __post_init__(self) -> None:  # a bad mix fails when it is made, not epochs later
         shares = [self.words, self.reversed_digits, self.word_joins, self.fsdd_splices,
-                  self.noise, self.tones, self.clicks]
+                  self.noise, self.tones, self.music, self.clicks]
         if min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
             raise ValueError(f"unknown mix shares must be >= 0 and sum to 1: {self}")
 
     def bounds(self) -> list[float]:
         """Upper ends of each kind's interval in [0, 1), clicks taking the rest."""
         shares = [self.words, self.reversed_digits, self.word_joins, self.fsdd_splices,
-                  self.noise, self.tones]
+                  self.noise, self.tones, self.music]
         return [sum(shares[: i + 1]) for i in range(len(shares))]
 
 

@@ -72,7 +72,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
 
 
 def tones(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A few sustained or gliding tones: beeps, whistles, music-like sound."""
+    """A few sustained or gliding sine tones: beeps, whistles."""
     t = np.arange(n) / rate
     out = np.zeros(n)
     for _ in range(int(rng.integers(1, 4))):
@@ -81,6 +81,41 @@ def tones(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
         envelope = np.clip(np.sin(np.pi * t / t[-1]) * rng.uniform(1, 4), 0, 1) if n > 1 else 1.0
         out += np.sin(phase) * envelope
     return out
+
+
+def music(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Music as a radio or TV in the room plays it: notes of one to three instruments, each a
+    random harmonic timbre (spectral slope, odd/even balance, a piano's stretched partials)
+    with its own attack, decay and vibrato, sometimes over drum hits. Voiced and harmonic
+    like speech, so the model must learn that harmonics alone are not a word."""
+    out = np.zeros(n)
+    for _ in range(int(rng.integers(1, 4))):
+        k = np.arange(1, int(rng.integers(1, 13)) + 1)
+        amps = k ** -rng.uniform(0.5, 2.5) * np.where(k % 2 == 0, rng.uniform(0, 1), 1.0)
+        stretch = np.sqrt(1 + rng.uniform(0, 1e-3) * k**2)
+        attack, decay = rng.uniform(0.002, 0.1), rng.uniform(0.0, 8.0)
+        vibrato_depth, vibrato_hz = rng.uniform(0, 0.01), rng.uniform(4, 7)
+        low = int(rng.integers(36, 72))  # MIDI: 65 Hz to 520 Hz at the bottom of its range
+        t = int(rng.integers(0, max(1, n // 4)))
+        while t < n:
+            seg = min(n - t, int(rng.uniform(0.08, 0.9) * rate))
+            time = np.arange(seg) / rate
+            f0 = 440.0 * 2 ** ((low + int(rng.integers(0, 15)) - 69) / 12)
+            phase = 2 * np.pi * f0 * np.cumsum(
+                1 + vibrato_depth * np.sin(2 * np.pi * vibrato_hz * time)) / rate
+            keep = f0 * k * stretch < rate / 2
+            note = np.sin(np.outer(phase, k[keep] * stretch[keep])) @ amps[keep]
+            envelope = np.minimum(1.0, time / attack) * np.exp(-decay * time)
+            out[t : t + seg] += note * envelope * rng.uniform(0.3, 1.0)
+            t += seg + (int(rng.uniform(0, 0.3) * rate) if rng.random() < 0.3 else 0)
+    if rng.random() < 0.4:  # drums: noise hits on a beat
+        beat = int(rng.uniform(0.2, 0.6) * rate)
+        for start in range(int(rng.integers(0, beat)), n, beat):
+            hit = min(n - start, int(0.15 * rate))
+            out[start : start + hit] += (coloured_noise(hit, rng.uniform(0, 2), rng)
+                                         * np.exp(-np.arange(hit) / (0.03 * rate))
+                                         * rng.uniform(0.2, 1.0) * np.abs(out).max(initial=1))
+    return out / (np.abs(out).max() + 1e-12)
 
 
 # Digits whose first halves sound alike: a splice of one's start onto the other's end
@@ -114,10 +149,10 @@ def unknown_waveform(
     """A non-digit example -> (waveform, needs_augment), its kind drawn by `mix`.
 
     Non-digit words, reversed digits (speech-like but no digit), joins of word halves,
-    splices of FSDD digits, noise bursts and tones. A kind the corpus lacks material for
+    splices of FSDD digits, noise bursts, tones and music. A kind the corpus lacks material for
     falls through to the next one.
     """
-    words, reversed_, joins, splices, noise_, tones_ = (mix or UnknownMix()).bounds()
+    words, reversed_, joins, splices, noise_, tones_, music_ = (mix or UnknownMix()).bounds()
     kind = rng.random()
     if corpus.word_waves and kind < words:
         return corpus.word_waves[rng.integers(len(corpus.word_waves))], True
@@ -137,6 +172,8 @@ def unknown_waveform(
         noise = random_noise(n, pool, rng)
     elif kind < tones_:
         noise = tones(n, rate, rng)
+    elif kind < music_:  # played into a room like speech: augmented like it
+        return music(n, rate, rng) * rng.uniform(0.01, 0.9), True
     else:  # clicks and breaths: short bursts
         noise = np.zeros(n)
         burst = min(n, int(rng.uniform(0.01, 0.15) * rate))

@@ -58,7 +58,7 @@ class FoldResult:
 # taken from the training default, so that changing how training mixes its non-digit
 # examples never changes what every LOSO run is scored on.
 HELDOUT_MIX = UnknownMix(words=0.45, reversed_digits=0.15, word_joins=0.10, fsdd_splices=0.0,
-                         noise=0.15, tones=0.08, clicks=0.07)
+                         noise=0.15, tones=0.08, music=0.0, clicks=0.07)
 
 
 def heldout_words(cfg: TrainConfig, fold: int, n_folds: int) -> frozenset[str]:
