@@ -138,9 +138,15 @@ def test_edge_cuts_take_a_bounded_share_of_the_word_and_keep_the_rest(recordings
     assert 60 < starts_cut < 140 and 60 < ends_cut < 140  # each end about half the time
 
 
-def test_edge_cuts_are_off_by_default_and_change_the_word_when_on(man):
+def test_edge_cuts_are_off_by_default_and_wired_into_augmentation(man, monkeypatch):
+    from digitd.train import augment
+
     assert AugmentConfig().edge_cut_prob == 0.0
-    a = augment_waveform(man, RATE, AugmentConfig(), np.random.default_rng(7), [man])
-    b = augment_waveform(man, RATE, AugmentConfig(edge_cut_prob=1.0), np.random.default_rng(7),
-                         [man])
-    assert a.size != b.size or not np.array_equal(a, b)
+    calls = []
+    monkeypatch.setattr(augment, "cut_edges",
+                        lambda x, rate, prob, share, rng: calls.append((prob, share)) or x[:-80])
+    rng = np.random.default_rng(7)
+    augment_waveform(man, RATE, AugmentConfig(), rng, [man])
+    assert not calls
+    augment_waveform(man, RATE, AugmentConfig(edge_cut_prob=0.3), rng, [man])
+    assert calls == [(0.3, AugmentConfig().edge_cut_share)]

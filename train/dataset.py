@@ -95,7 +95,7 @@ def music(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
         stretch = np.sqrt(1 + rng.uniform(0, 1e-3) * k**2)
         attack, decay = rng.uniform(0.002, 0.1), rng.uniform(0.0, 8.0)
         vibrato_depth, vibrato_hz = rng.uniform(0, 0.01), rng.uniform(4, 7)
-        low = int(rng.integers(36, 72))  # MIDI: 65 Hz to 520 Hz at the bottom of its range
+        low = int(rng.integers(36, 72))  # lowest note, MIDI 36-71: 65-494 Hz
         t = int(rng.integers(0, max(1, n // 4)))
         while t < n:
             seg = min(n - t, int(rng.uniform(0.08, 0.9) * rate))
