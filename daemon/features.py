@@ -86,18 +86,25 @@ def frame_power(x: np.ndarray, frame: int) -> np.ndarray:
     return np.mean(padded.reshape(n_frames, frame) ** 2, axis=1)
 
 
-def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Cut leading and trailing frames more than trim_db below the loudest frame."""
-    n = cfg.trim_frame
-    energy_db = 10.0 * np.log10(frame_power(x, n) + 1e-20)
-    n_frames = energy_db.size
+def speech_bounds(x: np.ndarray, frame: int, below_peak_db: float, margin_frames: int = 0
+                  ) -> tuple[int, int]:
+    """(start, stop) samples from the first to the last `frame`-sample frame within
+    below_peak_db of the loudest, widened by margin_frames each side; all of x for
+    digital silence."""
+    energy_db = 10.0 * np.log10(frame_power(x, frame) + 1e-20)
     peak = energy_db.max()
     if peak < -150.0:  # digital silence: nothing to trim towards
-        return x
-    loud = np.flatnonzero(energy_db >= peak - cfg.trim_db)
-    first = max(0, loud[0] - cfg.trim_margin_frames)
-    last = min(n_frames, loud[-1] + 1 + cfg.trim_margin_frames)
-    return x[first * n : min(x.size, last * n)]
+        return 0, x.size
+    loud = np.flatnonzero(energy_db >= peak - below_peak_db)
+    first = max(0, loud[0] - margin_frames)
+    last = min(energy_db.size, loud[-1] + 1 + margin_frames)
+    return first * frame, min(x.size, last * frame)
+
+
+def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Cut leading and trailing frames more than trim_db below the loudest frame."""
+    start, stop = speech_bounds(x, cfg.trim_frame, cfg.trim_db, cfg.trim_margin_frames)
+    return x[start:stop]
 
 
 def fit_window(x: np.ndarray, cfg: FeatureConfig, position: float = 0.5) -> np.ndarray:

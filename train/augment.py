@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-from digitd.daemon.features import frame_power
+from digitd.daemon.features import speech_bounds
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,7 @@ def cut_edges(x: np.ndarray, rate: int, prob: float, share: tuple[float, float],
     """Maybe cut a random share of the speech (the 10 ms frames within floor_db of the
     loudest) off its start and, independently, off its end; the other end keeps its silence."""
     frame = rate // 100
-    power_db = 10.0 * np.log10(frame_power(x, frame) + 1e-20)
-    loud = np.flatnonzero(power_db >= power_db.max() - floor_db)
-    first, last = loud[0] * frame, min(x.size, (loud[-1] + 1) * frame)
+    first, last = speech_bounds(x, frame, floor_db)
     start, end = 0, x.size
     if rng.random() < prob:
         start = first + int(rng.uniform(0, share[0]) * (last - first))
