@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from digitd.daemon.features import frame_power
+from digitd.train import synth
 from digitd.train.data import Utterances
 
 from bench.scoring import Word
@@ -23,11 +24,8 @@ UNSEEN_VARIANTS = ("+Alicia", "+Andrea", "+anika", "+grandma", "+shelby", "+step
                    "+norbert", "+rob", "+travis")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029")
 # Words no training run heard, plus those training holds out for its own calibration.
-NEW_WORDS = ("banana", "pencil", "window", "garage", "doctor", "yellow", "basket", "silver",
-             "music", "paper", "monkey", "ticket", "planet", "rocket", "button", "coffee")
-PHRASES = ("turn on the kitchen light", "what time is it", "open the garage door please",
-           "play some music", "good morning everybody", "where are my keys",
-           "the weather is nice today", "call my brother tomorrow")
+NEW_WORDS = synth.BENCHMARK_WORDS
+PHRASES = synth.BENCHMARK_PHRASES
 
 
 def load_fsdd(data: Path, per_digit: int | None = None) -> Utterances:

@@ -292,3 +292,70 @@ def test_music_is_seeded_harmonic_sound_augmented_like_speech():
     assert _spectral_flatness(white) > 0.4
     assert np.median([_spectral_flatness(c) for c in clips]) < 0.02
     assert HELDOUT_MIX.music == 0.0  # LOSO's held-out material: scores stay comparable
+
+
+WORD_LIST_ENTRIES = {
+    # (entry, drawn?): plain words of 3-8 letters that no curated, held-out or benchmark word
+    # begins, and that are not a digit, its homophone or a word beginning with a digit
+    "lantern": True, "gravel": True, "puzzle": True, "anyone": True, "toast": True,
+    "seven": False, "sevens": False, "fourteen": False, "oneself": False, "nineties": False,
+    "won": False, "ate": False, "for": False, "too": False, "oh": False,
+    "bird": False, "birdie": False,  # a held-out word and a word it begins
+    "table": False, "tables": False,  # a curated training word
+    "pencil": False, "pencils": False, "keys": False, "nicer": False,  # the benchmark's
+    "Apple": False, "can't": False, "café": False, "ox": False, "extraordinary": False,
+}
+
+
+def test_word_list_draw_keeps_only_plain_new_words(tmp_path):
+    from digitd.train import synth
+
+    path = tmp_path / "words"
+    path.write_text("\n".join(WORD_LIST_ENTRIES) + "\n")
+    usable = sorted(w for w, ok in WORD_LIST_ENTRIES.items() if ok)
+    assert synth.word_list_words(100, seed=1, path=path) == usable
+    draw = synth.word_list_words(3, seed=1, path=path)
+    assert len(draw) == 3 and set(draw) <= set(usable)
+    assert draw == synth.word_list_words(3, seed=1, path=path)  # seeded
+    assert synth.word_list_words(0, seed=1, path=path) == []
+
+
+def test_a_missing_word_list_is_a_warning_not_a_failure(tmp_path, caplog):
+    from digitd.train import synth
+
+    assert synth.word_list_words(10, seed=1, path=tmp_path / "nope") == []
+    assert "wamerican" in caplog.text
+
+
+def test_word_list_clips_are_each_word_by_distinct_training_voices(tmp_path, monkeypatch):
+    """Real espeak-ng voices say each drawn word; the clips join the non-digit words."""
+    from digitd.train import synth
+    from digitd.train.config import TrainConfig
+    from digitd.train.dataset import word_list_clips
+
+    if not synth.engine_available("espeak"):
+        pytest.skip("espeak-ng not installed")
+    voices = [synth.Voice("espeak", v) for v in ("en-us", "en-gb", "en-us+f3")]
+    monkeypatch.setattr(synth, "default_voices", lambda seed: voices)
+    path = tmp_path / "words"
+    path.write_text("lantern\ngravel\npuzzle\nseven\nbird\n")
+    monkeypatch.setattr(synth, "WORD_LIST", path)
+    cfg = TrainConfig(cache_dir=tmp_path, word_list_words=2, word_list_voices=2)
+    clips = word_list_clips(cfg)
+    words = {text for _, text, _ in clips}
+    assert len(words) == 2 and words <= {"lantern", "gravel", "puzzle"}
+    for word in words:
+        speakers = [key for key, text, _ in clips if text == word]
+        assert len(speakers) == len(set(speakers)) == 2
+    assert all(wave.size > 0.2 * 8000 for _, _, wave in clips)
+    assert word_list_clips(TrainConfig(cache_dir=tmp_path)) == []  # off by default
+
+
+def test_word_list_is_set_from_the_command_line(capsys):
+    from digitd.train import cli
+
+    parse = cli.build_parser().parse_args
+    assert cli.make_config(parse(["fit"])).word_list_words == 0
+    assert cli.make_config(parse(["fit", "--word-list", "3000"])).word_list_words == 3000
+    assert cli.main(["fit", "--quick", "--word-list", "-1"]) == 2
+    assert "--word-list must be at least 0" in capsys.readouterr().err

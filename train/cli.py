@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from digitd.daemon.model import RejectionRule
 
+from . import synth
 from .config import TrainConfig, quick_config
 from .data import (
     FSDD_URL,
@@ -57,6 +58,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
+    parser.add_argument("--word-list", type=int, default=None, metavar="N",
+                        help="also N non-digit words from the system word list "
+                             f"({synth.WORD_LIST}; default: {TrainConfig.word_list_words}, "
+                             "see TrainConfig)")
     parser.add_argument("--limit-per-class", type=int, default=None,
                         help="FSDD takes per digit and speaker (default: all)")
     parser.add_argument("--cache", type=Path, default=None, help="cache for synthetic voices")
@@ -80,6 +85,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 1, got {value}")
             setattr(cfg, name, value)
+    if args.word_list is not None:
+        if args.word_list < 0:
+            raise DataError(f"--word-list must be at least 0, got {args.word_list}")
+        cfg.word_list_words = args.word_list
     if args.voice_change is not None:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")

@@ -86,6 +86,10 @@ class TrainConfig:
     use_prompt_voices: bool = False
     prompt_voices_dir: Path = PROMPTS_DIR
     prompt_digit_repeats: int = 25  # one take per digit: this many augmented copies an epoch
+    # words drawn from a system word list (synth.word_list_words), each said by this many of
+    # the training voices, added to the non-digit words. 0: none
+    word_list_words: int = 0
+    word_list_voices: int = 4
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     unknown_mix: UnknownMix = field(default_factory=UnknownMix)  # and what it is
     # LOSO: each fold holds out its own share of the non-digit words (each word unseen by one

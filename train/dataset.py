@@ -46,6 +46,22 @@ def tts_clips(cfg: TrainConfig, texts: list[str]) -> list[tuple[str, str, np.nda
     return synth.synthesize(voices, texts, cfg.features.sample_rate, cfg.cache_dir / "synth")
 
 
+def word_list_clips(cfg: TrainConfig) -> list[tuple[str, str, np.ndarray]]:
+    """cfg.word_list_words words from the system word list, each by cfg.word_list_voices
+    training voices. They avoid every curated and benchmark word (held-out ones included), so
+    LOSO and the benchmark still score words no training heard."""
+    words = synth.word_list_words(cfg.word_list_words, cfg.seed)
+    if not words:
+        return []
+    by_voice = synth.assign_voices(words, synth.default_voices(cfg.seed), cfg.word_list_voices,
+                                   cfg.seed)
+    cache = cfg.cache_dir / "synth"
+    clips = [clip for voice, texts in by_voice.items()
+             for clip in synth.synthesize([voice], texts, cfg.features.sample_rate, cache)]
+    log.info("word list: %d words, %d clips", len(words), len(clips))
+    return clips
+
+
 def build_corpus(fsdd: Utterances, cfg: TrainConfig,
                  heldout_words: frozenset[str] = frozenset()) -> Corpus:
     """FSDD training speakers + (optionally) TTS digits and non-digit words, and recorded
@@ -62,6 +78,7 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
             if text not in heldout_words:
                 corpus.word_waves.append(wave)
+        corpus.word_waves += [w for _, _, w in word_list_clips(cfg)]
     if cfg.use_prompt_voices:
         voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed)
         log.info("recorded prompt voices: %s", voices.summary())

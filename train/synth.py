@@ -53,6 +53,68 @@ HELDOUT_WORDS = frozenset(
 )
 
 
+# Scored by the benchmark (bench/) as words and phrases no training run hears.
+BENCHMARK_WORDS = ("banana", "pencil", "window", "garage", "doctor", "yellow", "basket",
+                   "silver", "music", "paper", "monkey", "ticket", "planet", "rocket", "button",
+                   "coffee")
+BENCHMARK_PHRASES = ("turn on the kitchen light", "what time is it",
+                     "open the garage door please", "play some music",
+                     "good morning everybody", "where are my keys", "the weather is nice today",
+                     "call my brother tomorrow")
+
+# Debian's wamerican (SCOWL): many more non-digit words than NON_DIGIT_WORDS, so the unknown
+# class learns "not one of the ten" rather than a few hundred word shapes
+WORD_LIST = Path("/usr/share/dict/words")
+# Other spellings of a digit's sound: a user saying them should get the digit
+DIGIT_HOMOPHONES = frozenset("oh owe won to too tu for fore ate nein sics sicks".split())
+
+
+def reserved_words() -> frozenset[str]:
+    """Words a word-list draw must not contain, nor begin with (bird: birds, birdie): the
+    curated list (its held-out words among them) and every word the benchmark scores."""
+    phrase_words = {w for phrase in BENCHMARK_PHRASES for w in phrase.split()}
+    return frozenset(NON_DIGIT_WORDS) | HELDOUT_WORDS | set(BENCHMARK_WORDS) | phrase_words
+
+
+def word_list_words(count: int, seed: int, path: Path | None = None) -> list[str]:
+    """`count` words drawn (seeded) from a system word list: plain lower-case words of 3-8
+    letters (one to three syllables, digit-sized: long words are easy to reject) that are
+    not a digit or its homophone, do not begin with a digit (sevens, fourteen) and avoid
+    reserved_words(). Fewer if the list has fewer; none, with a warning, if there is none."""
+    if count <= 0:
+        return []
+    path = path or WORD_LIST
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").split()
+    except OSError as exc:
+        log.warning("no word list at %s (%s; Debian: apt install wamerican): training uses "
+                    "only the built-in non-digit words", path, exc.strerror or exc)
+        return []
+    reserved = reserved_words()
+    prefixes = tuple(DIGIT_WORDS) + tuple(w for w in reserved if len(w) >= 3)
+
+    def usable(word: str) -> bool:
+        return (3 <= len(word) <= 8 and word.isascii() and word.isalpha()
+                and word.islower() and word not in reserved and word not in DIGIT_HOMOPHONES
+                and not word.startswith(prefixes))
+
+    candidates = sorted({w for w in lines if usable(w)})
+    rng = np.random.default_rng([seed, 31])
+    picked = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
+    return [candidates[i] for i in sorted(picked)]
+
+
+def assign_voices(words: list[str], voices: list[Voice], per_word: int, seed: int
+                  ) -> dict[Voice, list[str]]:
+    """Each word to `per_word` distinct voices drawn at random (seeded): voice -> its words."""
+    rng = np.random.default_rng([seed, 32])
+    out: dict[Voice, list[str]] = {}
+    for word in words:
+        for i in rng.choice(len(voices), size=min(per_word, len(voices)), replace=False):
+            out.setdefault(voices[i], []).append(word)
+    return out
+
+
 def fold_heldout_words(fold: int, n_folds: int) -> frozenset[str]:
     """The non-digit words LOSO fold `fold` of `n_folds` holds out when its words are split
     into folds too (TrainConfig.word_folds): every n-th word of a fixed shuffle, so over the
