@@ -359,3 +359,35 @@ def test_word_list_is_set_from_the_command_line(capsys):
     assert cli.make_config(parse(["fit", "--word-list", "3000"])).word_list_words == 3000
     assert cli.main(["fit", "--quick", "--word-list", "-1"]) == 2
     assert "--word-list must be at least 0" in capsys.readouterr().err
+
+
+def test_short_words_are_no_digit_and_nothing_scored():
+    from digitd.train import synth
+
+    short = set(synth.SHORT_WORDS)
+    assert len(short) == len(synth.SHORT_WORDS)  # no repeats to weigh one word double
+    assert not short & (set(synth.DIGIT_WORDS) | synth.DIGIT_HOMOPHONES)
+    # held-out, benchmark and phrase words stay unheard; curated ones are not repeated
+    assert not short & synth.reserved_words()
+
+
+def test_short_words_join_the_corpus_when_asked(fsdd_dir, tmp_path, monkeypatch):
+    from digitd.train import cli, synth
+    from digitd.train.config import TrainConfig
+    from digitd.train.dataset import build_corpus
+
+    if not synth.engine_available("espeak"):
+        pytest.skip("espeak-ng not installed")
+    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
+    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden"])
+    monkeypatch.setattr(synth, "SHORT_WORDS", ["bee", "your"])
+    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
+
+    def corpus(**kw):
+        return build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, **kw), frozenset({"your"}))
+
+    assert len(corpus().word_waves) == 1
+    assert len(corpus(short_words=True).word_waves) == 2  # "bee"; held-out "your" stays out
+    parse = cli.build_parser().parse_args
+    assert cli.make_config(parse(["fit"])).short_words is False
+    assert cli.make_config(parse(["fit", "--short-words"])).short_words is True

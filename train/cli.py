@@ -58,6 +58,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
+    parser.add_argument("--short-words", action="store_true",
+                        help="also one-syllable words and letter names as non-digit words "
+                             "(synth.SHORT_WORDS; off by default, see TrainConfig)")
     parser.add_argument("--word-list", type=int, default=None, metavar="N",
                         help="also N non-digit words from the system word list "
                              f"({synth.WORD_LIST}; default: {TrainConfig.word_list_words}, "
@@ -78,6 +81,8 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_tts = False
     if args.prompt_voices:
         cfg.use_prompt_voices = True
+    if args.short_words:
+        cfg.short_words = True
     for name in ("towers", "tts_digit_repeats"):  # counts: at least one
         value = getattr(args, name)
         if value is not None:

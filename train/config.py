@@ -90,6 +90,7 @@ class TrainConfig:
     # the training voices, added to the non-digit words. 0: none
     word_list_words: int = 0
     word_list_voices: int = 4
+    short_words: bool = False  # synth.SHORT_WORDS by every training voice, as non-digit words
     unknown_fraction: float = 0.25  # share of each epoch that is not a digit
     unknown_mix: UnknownMix = field(default_factory=UnknownMix)  # and what it is
     # LOSO: each fold holds out its own share of the non-digit words (each word unseen by one

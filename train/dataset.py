@@ -78,6 +78,9 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
             if text not in heldout_words:
                 corpus.word_waves.append(wave)
+        if cfg.short_words:
+            corpus.word_waves += [w for _, text, w in tts_clips(cfg, synth.SHORT_WORDS)
+                                  if text not in heldout_words]
         corpus.word_waves += [w for _, _, w in word_list_clips(cfg)]
     if cfg.use_prompt_voices:
         voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed)

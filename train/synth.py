@@ -46,6 +46,19 @@ NON_DIGIT_WORDS = (
     "evening quiet listen hey what where when why who how"
 ).split()
 
+# One-syllable words and letter names, the kind of non-digit word a digit is most like: a
+# recorded woman's "is", "your" and letters C, E, H, I, Q, R, U, Y were taken for digits by
+# every LOSO fold model. Spelled as said, so every engine reads them alike (Y is "why",
+# already in NON_DIGIT_WORDS); none is a digit's homophone, a held-out or a benchmark word.
+SHORT_WORDS = (
+    "ay bee see dee ee eff gee aitch eye jay kay el em en pee cue ar ess tee you vee ex "
+    "zee zed a an and as at be but by can did do get got had has have he her him his if in "
+    "its just let me not now of or our out put say she so than that them then they this us "
+    "was way we were will with yet your all any new old own day boy car man men set sun "
+    "far few fun hot job law low may mean much must need pay real run same shall "
+    "true try use very well year young"
+).split()
+
 # Held out of training in LOSO folds to measure rejection of words never heard.
 HELDOUT_WORDS = frozenset(
     "bird house learn lamp coffee delete garden purple kilo twelve finish heaven hive brother "
