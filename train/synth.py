@@ -66,7 +66,8 @@ HELDOUT_WORDS = frozenset(
 )
 
 
-# Scored by the benchmark (bench/) as words and phrases no training run hears.
+# The benchmark's (bench/) words and phrases: it scores the words NON_DIGIT_WORDS lacks and
+# every phrase as speech no training heard, so nothing drawn for training may hold them.
 BENCHMARK_WORDS = ("banana", "pencil", "window", "garage", "doctor", "yellow", "basket",
                    "silver", "music", "paper", "monkey", "ticket", "planet", "rocket", "button",
                    "coffee")
