@@ -177,3 +177,60 @@ def non_digit_stream(kind: str, seconds: float, speech: list[np.ndarray], seed: 
     x = np.concatenate(parts)[:n]
     x = x + rng.normal(size=x.size) * 1e-3
     return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+# Recorded people, for measuring only (no training run reads these):
+# - Allison Smith's English Asterisk prompts (Debian's asterisk-core-sounds-en-wav, CC BY-SA
+#   3.0): her ten digits and her one-word prompts that are no digit (train/prompts.py picks
+#   them; training uses them only with --prompt-voices, off);
+# - KLettres' letters and syllables (Debian's klettres-data, GPL-2+): native speakers of 20
+#   languages saying their alphabet and syllables. Never trained on: its licence is not the
+#   shipped model's.
+KLETTRES = Path("/usr/share/klettres")
+QUICK_LANGUAGES = ("en", "en_GB", "de")
+
+
+def klettres_clips(root: Path | None = None, languages: tuple[str, ...] | None = None
+                   ) -> tuple[dict[str, list[np.ndarray]], int]:
+    """{language: clips} of every letter and syllable recording under `root` (default
+    KLETTRES), and how many files could not be read. The letter O is left out: "oh" is said
+    for zero."""
+    from digitd.daemon.audio import AudioError, read_audio
+
+    out: dict[str, list[np.ndarray]] = {}
+    unreadable = 0
+    folders = sorted(p for p in (root or KLETTRES).glob("*") if (p / "alpha").is_dir())
+    for folder in folders:
+        if languages and folder.name not in languages:
+            continue
+        for path in sorted(folder.glob("*/*.ogg")):
+            if path.stem.lower().split("-")[0] == "o":
+                continue
+            try:
+                out.setdefault(folder.name, []).append(read_audio(path, RATE))
+            except AudioError:
+                unreadable += 1
+    return out, unreadable
+
+
+def allison(root: Path | None = None) -> tuple[list[tuple[int, np.ndarray]], list[np.ndarray]]:
+    """Allison Smith's ten digits as (digit, clip) and her non-digit words; empty if the
+    prompts are not installed."""
+    from digitd.daemon.audio import AudioError, read_audio
+    from digitd.train import prompts
+
+    voice = (root or prompts.DEFAULT_DIR) / prompts.ENGLISH
+    if not voice.is_dir():
+        return [], []
+    digits, words = [], []
+    for name, digit in sorted(prompts.DIGIT_FILES.items(), key=lambda kv: kv[1]):
+        if (voice / name).is_file():
+            digits.append((digit, read_audio(voice / name, RATE)))
+    for path in prompts.english_word_files(voice):
+        try:
+            wave = read_audio(path, RATE)
+        except AudioError:
+            continue
+        if np.max(np.abs(wave)) >= 1e-3:  # not the silence files
+            words.append(wave)
+    return digits, words

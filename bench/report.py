@@ -136,11 +136,62 @@ def headline(results: dict) -> list[list[str]]:
     row("end of word -> digit, p95", stream["digitd"]["latency_ms_p95"],
         stream["pocketsphinx"]["latency_ms_p95"], ms)
     row("non-digit words taken for digits", fa["digitd"], fa["pocketsphinx"], pct)
+    if results.get("recorded_voices", {}).get("klettres_clips"):
+        rv = results["recorded_voices"]
+        row("recorded people's letters and syllables taken for digits",
+            letters_taken(rv, "digitd"), letters_taken(rv, "pocketsphinx"), pct)
     row("CPU seconds per hour of audio", proc["digitd"]["cpu_seconds_per_audio_hour"],
         proc["pocketsphinx"]["cpu_seconds_per_audio_hour"], lambda x: f"{x:.0f} s")
     row("peak RSS", proc["digitd"]["peak_rss_mb"], proc["pocketsphinx"]["peak_rss_mb"],
         lambda x: f"{x:.0f} MB")
     return rows
+
+
+def letters_taken(recorded: dict, name: str) -> float:
+    """KLettres clips taken for a digit, each language weighing the same."""
+    return float(np.mean(list(recorded[name]["klettres_taken"].values())))
+
+
+def recorded_section(rv: dict) -> list[str]:
+    parts = ["## Recorded voices outside FSDD", ""]
+    if not rv["allison_digits"] and not rv["klettres_clips"]:
+        return parts + ["Not measured: neither asterisk-core-sounds-en-wav nor klettres-data "
+                        "is installed (`scripts/install-system-packages`).", ""]
+    n_letters = sum(rv["klettres_clips"].values())
+    parts += ["Real people, not synthesizers, recorded outside FSDD, each clip one utterance, "
+              "recognized by the shipped model (no training run reads any of them): Allison "
+              "Smith's English Asterisk prompts (a woman: her ten digits, one take each, and "
+              f"{rv['allison_words']} one-word prompts that are no digit: letters, the phonetic "
+              "alphabet, teens, days, months...), and KLettres' recordings of "
+              f"{len(rv['klettres_clips'])} languages' letters and syllables "
+              f"({n_letters} clips; the letter O, said for zero, left out), each language "
+              "read by its own native speakers. Letters and syllables are harder than most "
+              "words: short, and many share a digit's vowel (\"E\", \"nine\"'s \"I\").", ""]
+    rows = [["Allison Smith's digits right",
+             *[f"{rv[n]['allison_digits_right']} of {rv['allison_digits']}" for n in NAMES],
+             "-"]]
+    if rv["allison_words"]:
+        rows.append(["her non-digit words taken for digits",
+                     *[pct(rv[n]["allison_words_taken"]) for n in NAMES],
+                     ratio(rv["digitd"]["allison_words_taken"],
+                           rv["pocketsphinx"]["allison_words_taken"])])
+    if rv["klettres_clips"]:
+        rows.append(["KLettres letters and syllables taken (languages weigh the same)",
+                     *[pct(letters_taken(rv, n)) for n in NAMES],
+                     ratio(letters_taken(rv, "digitd"), letters_taken(rv, "pocketsphinx"))])
+        for language in ("en", "en_GB"):
+            if language in rv["klettres_clips"]:
+                rows.append([f"of them English ({language}) letters and syllables",
+                             *[pct(rv[n]["klettres_taken"][language]) for n in NAMES],
+                             "-"])
+    parts += [table(["", "digitd", "pocketsphinx", "ratio"], rows), ""]
+    if rv["klettres_clips"]:
+        parts += ["KLettres clips taken for a digit by language, digitd / pocketsphinx:", "",
+                  table(["language", "clips", "taken"],
+                        [[k, str(v), f"{pct(rv['digitd']['klettres_taken'][k])} / "
+                                     f"{pct(rv['pocketsphinx']['klettres_taken'][k])}"]
+                         for k, v in rv["klettres_clips"].items()]), ""]
+    return parts
 
 
 def write(results: dict, out: Path, markdown: Path) -> str:
@@ -198,6 +249,9 @@ def write(results: dict, out: Path, markdown: Path) -> str:
                    pct(uv["pocketsphinx"]["word_false_accept"]),
                    ratio(uv["digitd"]["word_false_accept"],
                          uv["pocketsphinx"]["word_false_accept"])]]), ""]
+
+    if "recorded_voices" in results:
+        parts += recorded_section(results["recorded_voices"])
 
     st = results["streaming"]
     parts += ["## Streaming", "",

@@ -97,6 +97,30 @@ def voices_and_words(cfg: BenchConfig, cache: Path, peer: Pocketsphinx | None) -
     return out
 
 
+def recorded_voices(cfg: BenchConfig, peer: Pocketsphinx | None) -> dict:
+    """Recorded people outside FSDD: Allison Smith's digits and non-digit words, and
+    KLettres' letters and syllables in 20 languages (material.klettres_clips)."""
+    digits, words = material.allison()
+    letters, unreadable = material.klettres_clips(
+        languages=material.QUICK_LANGUAGES if cfg.quick else None)
+    out: dict = {"allison_digits": len(digits), "allison_words": len(words),
+                 "klettres_clips": {k: len(v) for k, v in letters.items()},
+                 "klettres_unreadable": unreadable}
+    for name, recognizer in (("digitd", Digitd()), (PEER, peer)):
+        if recognizer is None:
+            continue
+        heard = [recognizer.isolated(w) for _, w in digits]
+        taken = {k: float(np.mean([recognizer.isolated(w) is not None for w in v]))
+                 for k, v in letters.items()}
+        out[name] = {
+            "allison_digits_right": sum(h == d for h, (d, _) in zip(heard, digits, strict=True)),
+            "allison_words_taken": (float(np.mean([recognizer.isolated(w) is not None
+                                                   for w in words])) if words else None),
+            "klettres_taken": taken,
+        }
+    return out
+
+
 def speaker_streams(cfg: BenchConfig, fsdd: Utterances, speaker: str, model: Path | None,
                     truth_dir: Path, babble_pool: list[np.ndarray], with_peer: bool = True
                     ) -> tuple[dict, dict, float]:
@@ -310,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     results["isolated"] = isolated(fsdd, models, peer)
     step("voices training never used")
     results["unseen_voices"] = voices_and_words(cfg, args.cache, peer)
+    step("recorded voices outside FSDD")
+    results["recorded_voices"] = recorded_voices(cfg, peer or Pocketsphinx())
     step("streams with noise")
     results["streaming"] = streaming(cfg, fsdd, models, out / "streams", args.cache,
                                      with_peer=peer is not None)
