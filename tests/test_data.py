@@ -240,13 +240,13 @@ def test_unknown_mix_draws_splices_only_from_fsdd_and_falls_through_without_them
     only_splices = UnknownMix(words=0, reversed_digits=0, word_joins=0, fsdd_splices=1.0,
                               noise=0, tones=0, music=0, clicks=0)
     for _ in range(20):
-        wave, speechy = unknown_waveform(corpus, 8000, rng, only_splices)
+        wave, speechy, _ = unknown_waveform(corpus, 8000, rng, only_splices)
         assert speechy
         assert not np.all(wave == 1.0)  # never the synthetic digit
         _trace(wave, corpus)  # an FSDD head and tail
     # Without speakers (a corpus of TTS only) the kind has no material: noise instead.
     no_fsdd = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
-    wave, speechy = unknown_waveform(no_fsdd, 8000, rng, only_splices)
+    wave, speechy, _ = unknown_waveform(no_fsdd, 8000, rng, only_splices)
     assert not speechy and wave.size > 0
 
 
@@ -281,8 +281,8 @@ def test_music_is_seeded_harmonic_sound_augmented_like_speech():
     corpus = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
     clips = []
     for seed in range(40):
-        wave, speechy = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
-        again, _ = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
+        wave, speechy, _ = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
+        again, _, _ = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
         assert np.array_equal(wave, again)
         assert speechy  # played into a room: reverb, colouring and noise like speech
         assert 800 <= wave.size <= 12000 and np.all(np.isfinite(wave))
@@ -391,3 +391,53 @@ def test_short_words_join_the_corpus_when_asked(fsdd_dir, tmp_path, monkeypatch)
     parse = cli.build_parser().parse_args
     assert cli.make_config(parse(["fit"])).short_words is False
     assert cli.make_config(parse(["fit", "--short-words"])).short_words is True
+
+
+def test_every_speech_example_says_whether_a_recorded_person_spoke(fsdd_dir, tmp_path,
+                                                                   monkeypatch):
+    """The domain-adversarial head's targets: FSDD's clips (and their reversals and splices)
+    are recorded people, synthetic voices' digits and words are not, noise is neither."""
+    from digitd.train import synth
+    from digitd.train.config import TrainConfig
+    from digitd.train.dataset import build_corpus, make_epoch
+
+    if not synth.engine_available("espeak"):
+        pytest.skip("espeak-ng not installed")
+    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
+    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
+    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
+    cfg = TrainConfig(cache_dir=tmp_path, use_prompt_voices=False)
+    corpus = build_corpus(fsdd, cfg)
+    assert corpus.digit_recorded == [True] * len(fsdd) + [False] * 20  # two synthetic takes
+    assert corpus.word_recorded == [False, False]
+    assert corpus.recorded("digit", 0) is True and corpus.recorded("word", 1) is False
+    assert corpus.recorded("word", 2) is None  # beyond what is known
+
+    rng = np.random.default_rng(0)
+    kinds = {"words": (1, 0, 0, 0, 0, 0, 0, 0), "reversed": (0, 1, 0, 0, 0, 0, 0, 0),
+             "splices": (0, 0, 0, 1, 0, 0, 0, 0), "noise": (0, 0, 0, 0, 1, 0, 0, 0)}
+    seen = {}
+    for kind, shares in kinds.items():
+        mix = UnknownMix(*map(float, shares))
+        seen[kind] = {unknown_waveform(corpus, 8000, rng, mix)[2] for _ in range(60)}
+    assert seen == {"words": {False}, "reversed": {True, False}, "splices": {True},
+                    "noise": {None}}
+
+    x, y, voice = make_epoch(corpus, cfg, epoch=0)
+    assert x.shape[0] == y.shape[0] == voice.shape[0]
+    digits = y < 10
+    assert set(voice[digits]) == {0, 1}  # FSDD's men and the synthetic voice
+    assert np.mean(voice[digits] == 1) == pytest.approx(len(fsdd) / (len(fsdd) + 20))
+    assert set(voice[~digits]) <= {-1, 0, 1} and -1 in set(voice[~digits])
+
+
+def test_domain_adversarial_strength_is_set_from_the_command_line(capsys):
+    from digitd.train import cli
+
+    parse = cli.build_parser().parse_args
+    assert cli.make_config(parse(["fit"])).domain_adversarial == 0.0
+    assert cli.make_config(parse(["fit", "--domain-adversarial", "0.5"])).domain_adversarial == 0.5
+    assert cli.main(["fit", "--quick", "--domain-adversarial", "-1"]) == 2
+    assert "--domain-adversarial must be in [0, 10]" in capsys.readouterr().err
+    assert cli.main(["fit", "--quick", "--towers", "2", "--domain-adversarial", "1"]) == 2
+    assert "one tower only" in capsys.readouterr().err

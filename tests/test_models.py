@@ -80,3 +80,64 @@ def test_training_fits_every_tower(fsdd_dir, tmp_path):
         name = f"{tower_name(i)}probabilities"
         assert not np.allclose(trained.get_layer(name).get_weights()[0],
                                initial.get_layer(name).get_weights()[0])
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_gradients():
+    pytest.importorskip("tensorflow")
+    import numpy as np
+    import tensorflow as tf
+    from digitd.train.models import GradientReversal
+
+    layer = GradientReversal()
+    x = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3))
+    for strength in (0.0, 0.7):
+        layer.strength.assign(strength)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        assert np.array_equal(y.numpy(), x.numpy())
+        # d(sum y^2)/dx = 2x, reversed and scaled
+        assert np.allclose(tape.gradient(loss, x).numpy(), -strength * 2 * x.numpy())
+
+
+def test_masked_voice_loss_ignores_examples_that_are_not_speech():
+    import numpy as np
+    from digitd.train.models import masked_voice_loss
+
+    target = np.array([[1.0], [0.0], [-1.0], [-1.0]], dtype=np.float32)
+    p = np.array([[0.9], [0.2], [0.01], [0.99]], dtype=np.float32)
+    loss = np.asarray(masked_voice_loss(target, p))
+    assert np.allclose(loss, [-np.log(0.9), -np.log(0.8), 0.0, 0.0], atol=1e-5)
+
+
+def test_domain_adversarial_training_fits_the_voice_head_and_exports_the_plain_model(
+        fsdd_dir, tmp_path, caplog, monkeypatch):
+    """FSDD's recorded men and one synthetic voice: the voice head is trained (its weights
+    move) with the reversal ramped up, and the model returned for export has one output."""
+    import logging
+
+    import numpy as np
+    from digitd.train import synth
+    from digitd.train.config import quick_config
+    from digitd.train.data import load_fsdd
+    from digitd.train.dataset import build_corpus
+    from digitd.train.train import train_model
+
+    if not synth.engine_available("espeak"):
+        pytest.skip("espeak-ng not installed")
+    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
+    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
+    cfg = quick_config(epochs=3, width=8, cache_dir=tmp_path, use_tts=True,
+                       domain_adversarial=1.0)
+    corpus = build_corpus(load_fsdd(fsdd_dir, 8000, limit_per_class=1), cfg)
+    assert sum(corpus.digit_recorded) == corpus.fsdd_count > 0
+    with caplog.at_level(logging.INFO, logger="digitd.train.train"):
+        model = train_model(corpus, cfg)
+    assert len(model.outputs) == 1 and model.outputs[0].shape[-1] == 11
+    assert all(not layer.name.startswith("voice") for layer in model.layers)
+    head_losses = [r.getMessage() for r in caplog.records if "voice-head loss" in r.getMessage()]
+    assert len(head_losses) == cfg.epochs
+    assert all(np.isfinite(float(m.split()[-1])) for m in head_losses)
+    with pytest.raises(ValueError, match="towers == 1"):
+        train_model(corpus, quick_config(domain_adversarial=1.0, towers=2))

@@ -65,6 +65,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="also N non-digit words from the system word list "
                              f"({synth.WORD_LIST}; default: {TrainConfig.word_list_words}, "
                              "see TrainConfig)")
+    parser.add_argument("--domain-adversarial", type=float, default=None, metavar="W",
+                        help="train the features not to tell recorded people from synthetic "
+                             "voices, with this reversal strength (default: "
+                             f"{TrainConfig.domain_adversarial}, off; see TrainConfig)")
     parser.add_argument("--limit-per-class", type=int, default=None,
                         help="FSDD takes per digit and speaker (default: all)")
     parser.add_argument("--cache", type=Path, default=None, help="cache for synthetic voices")
@@ -102,6 +106,13 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         if not 0.0 <= args.mixup <= 10.0:
             raise DataError(f"--mixup must be in [0, 10], got {args.mixup}")
         cfg.mixup_alpha = args.mixup
+    if args.domain_adversarial is not None:
+        if not 0.0 <= args.domain_adversarial <= 10.0:
+            raise DataError("--domain-adversarial must be in [0, 10], got "
+                            f"{args.domain_adversarial}")
+        if args.domain_adversarial > 0 and cfg.towers != 1:
+            raise DataError("--domain-adversarial works with one tower only")
+        cfg.domain_adversarial = args.domain_adversarial
     if args.cache:
         cfg.cache_dir = args.cache
     return cfg

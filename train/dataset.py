@@ -34,6 +34,15 @@ class Corpus:
     word_waves: list[np.ndarray] = field(default_factory=list)  # non-digit words
     fsdd_count: int = 0  # digit_waves[:fsdd_count] are FSDD's
     fsdd_speakers: list[str] = field(default_factory=list)  # speaker of each FSDD clip
+    # which clips are recorded people (FSDD, prompt voices) and which synthetic voices, for
+    # the domain-adversarial head (TrainConfig.domain_adversarial); empty: not known
+    digit_recorded: list[bool] = field(default_factory=list)
+    word_recorded: list[bool] = field(default_factory=list)
+
+    def recorded(self, kind: str, index: int) -> bool | None:
+        """Whether digit or word clip `index` is a recorded person; None if not known."""
+        flags = self.digit_recorded if kind == "digit" else self.word_recorded
+        return flags[index] if index < len(flags) else None
 
     def summary(self) -> str:
         return (f"{len(self.digit_waves)} digit clips ({self.fsdd_count} FSDD, "
@@ -82,12 +91,16 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
             corpus.word_waves += [w for _, text, w in tts_clips(cfg, synth.SHORT_WORDS)
                                   if text not in heldout_words]
         corpus.word_waves += [w for _, _, w in word_list_clips(cfg)]
+    corpus.digit_recorded = [i < corpus.fsdd_count for i in range(len(corpus.digit_waves))]
+    corpus.word_recorded = [False] * len(corpus.word_waves)
     if cfg.use_prompt_voices:
         voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed)
         log.info("recorded prompt voices: %s", voices.summary())
         corpus.digit_waves += voices.digit_waves * cfg.prompt_digit_repeats
         corpus.digit_labels += voices.digit_labels * cfg.prompt_digit_repeats
         corpus.word_waves += voices.word_waves + voices.pieces
+        corpus.digit_recorded += [True] * (len(corpus.digit_waves) - len(corpus.digit_recorded))
+        corpus.word_recorded += [True] * (len(corpus.word_waves) - len(corpus.word_recorded))
     return corpus
 
 
@@ -169,27 +182,32 @@ def fsdd_splice(corpus: Corpus, rng: np.random.Generator) -> np.ndarray | None:
 
 def unknown_waveform(
     corpus: Corpus, rate: int, rng: np.random.Generator, mix: UnknownMix | None = None
-) -> tuple[np.ndarray, bool]:
-    """A non-digit example -> (waveform, needs_augment), its kind drawn by `mix`.
+) -> tuple[np.ndarray, bool, bool | None]:
+    """A non-digit example -> (waveform, needs_augment, recorded), its kind drawn by `mix`.
 
     Non-digit words, reversed digits (speech-like but no digit), joins of word halves,
     splices of FSDD digits, noise bursts, tones and music. A kind the corpus lacks material for
-    falls through to the next one.
+    falls through to the next one. `recorded` says whether the speech is a recorded person's
+    (False: a synthetic voice; None: not speech, or not known).
     """
     words, reversed_, joins, splices, noise_, tones_, music_ = (mix or UnknownMix()).bounds()
     kind = rng.random()
     if corpus.word_waves and kind < words:
-        return corpus.word_waves[rng.integers(len(corpus.word_waves))], True
+        i = int(rng.integers(len(corpus.word_waves)))
+        return corpus.word_waves[i], True, corpus.recorded("word", i)
     if kind < reversed_:
-        return corpus.digit_waves[rng.integers(len(corpus.digit_waves))][::-1].copy(), True
+        i = int(rng.integers(len(corpus.digit_waves)))
+        return corpus.digit_waves[i][::-1].copy(), True, corpus.recorded("digit", i)
     if corpus.word_waves and kind < joins:
-        a = corpus.word_waves[rng.integers(len(corpus.word_waves))]
-        b = corpus.word_waves[rng.integers(len(corpus.word_waves))]
-        return np.concatenate([a[: a.size // 2], b[b.size // 2 :]]), True
+        i, j = rng.integers(len(corpus.word_waves), size=2)
+        a, b = corpus.word_waves[i], corpus.word_waves[j]
+        same = corpus.recorded("word", int(i)) == corpus.recorded("word", int(j))
+        return (np.concatenate([a[: a.size // 2], b[b.size // 2 :]]), True,
+                corpus.recorded("word", int(i)) if same else None)
     if joins <= kind < splices:
         spliced = fsdd_splice(corpus, rng)
         if spliced is not None:
-            return spliced, True
+            return spliced, True, True
     n = int(rng.uniform(0.1, 1.5) * rate)
     if kind < noise_:
         pool = corpus.word_waves or corpus.digit_waves
@@ -197,18 +215,20 @@ def unknown_waveform(
     elif kind < tones_:
         noise = tones(n, rate, rng)
     elif kind < music_:  # played into a room like speech: augmented like it
-        return music(n, rate, rng) * rng.uniform(0.01, 0.9), True
+        return music(n, rate, rng) * rng.uniform(0.01, 0.9), True, None
     else:  # clicks and breaths: short bursts
         noise = np.zeros(n)
         burst = min(n, int(rng.uniform(0.01, 0.15) * rate))
         start = int(rng.integers(0, max(1, n - burst)))
         noise[start : start + burst] = coloured_noise(burst, rng.uniform(0, 2), rng)
-    return noise * rng.uniform(0.01, 0.9), False
+    return noise * rng.uniform(0.01, 0.9), False, None
 
 
 def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = True
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """All digit clips once plus the configured share of non-digit examples, as features."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All digit clips once plus the configured share of non-digit examples, as features
+    x, labels y, and each example's voice: 1 a recorded person, 0 a synthetic voice, -1 not
+    speech or not known."""
     rng = np.random.default_rng([cfg.seed, epoch])
     rate = cfg.features.sample_rate
     n_digits = len(corpus.digit_waves)
@@ -217,12 +237,14 @@ def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = Tru
     shape = cfg.features.shape
     x = np.empty((order.size, *shape, 1), dtype=np.float32)
     y = np.empty(order.size, dtype=np.int32)
+    voice = np.full(order.size, -1, dtype=np.int8)
     noise_pool = corpus.word_waves or corpus.digit_waves
     for row, item in enumerate(order):
         if item < n_digits:
             wave, label, speechy = corpus.digit_waves[item], corpus.digit_labels[item], True
+            recorded = corpus.recorded("digit", int(item))
         else:
-            wave, speechy = unknown_waveform(corpus, rate, rng, cfg.unknown_mix)
+            wave, speechy, recorded = unknown_waveform(corpus, rate, rng, cfg.unknown_mix)
             label = UNKNOWN
         if augment and speechy:
             wave = augment_waveform(wave, rate, cfg.augment, rng, noise_pool)
@@ -231,7 +253,9 @@ def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = Tru
             feats = spec_augment(feats, cfg.augment, rng)
         x[row, :, :, 0] = feats
         y[row] = label
-    return x, y
+        if recorded is not None:
+            voice[row] = int(recorded)
+    return x, y, voice
 
 
 def clean_features(waves: list[np.ndarray], cfg: TrainConfig) -> np.ndarray:

@@ -77,7 +77,7 @@ def heldout_negatives(fsdd_test: Utterances, cfg: TrainConfig, fold: int,
     babble_source = Corpus(digit_waves=fsdd_test.waves)  # babble from the held-out voice
     n_noise = 0
     while n_noise < 200:
-        wave, speechy = unknown_waveform(babble_source, cfg.features.sample_rate, rng,
+        wave, speechy, _ = unknown_waveform(babble_source, cfg.features.sample_rate, rng,
                                          HELDOUT_MIX)
         if not speechy:  # keep only the noise, tone and click kinds
             waves.append(wave)

@@ -60,6 +60,59 @@ def build_model(input_shape: tuple[int, int], n_classes: int, width: int = 64,
     return keras.Model(inputs, outputs, name="digitd_dscnn")
 
 
+class GradientReversal(layers.Layer):
+    """Identity forward; backward multiplies the gradient by -strength (Ganin and Lempitsky
+    2015). `strength` is a variable, so training can ramp it up between epochs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                        name="strength")
+
+    def call(self, x):
+        import tensorflow as tf  # training runs the TensorFlow backend
+
+        strength = tf.convert_to_tensor(self.strength)
+
+        @tf.custom_gradient
+        def reverse(t):
+            return tf.identity(t), lambda dy: -strength * dy
+
+        return reverse(x)
+
+
+def with_voice_head(model: keras.Model, n_classes: int) -> keras.Model:
+    """`model` plus a second output, p(the voice is a recorded person, not a synthesizer),
+    read from the pooled features through a gradient reversal. The head learns to tell the
+    two apart; the network below it is pushed to make them indistinguishable, so the digit
+    and unknown decisions cannot lean on "synthetic voice" (train.py; the exported model is
+    `model` alone).
+
+    The head also sees the example's target class: synthetic voices say most of the non-digit
+    words and recorded people most of the digits, and aligning the two voices' features as a
+    whole would pull recorded digits towards synthetic non-digit words. Within a class, it
+    only hides which kind of voice spoke.
+    """
+    target = keras.Input(shape=(n_classes,), name="target")
+    pooled = GradientReversal(name="voice_reversal")(model.get_layer("gap").output)
+    x = layers.Concatenate(name="voice_input")([pooled, target])
+    x = layers.Dense(32, activation="relu", name="voice_hidden")(x)
+    voice = layers.Dense(1, activation="sigmoid", name="voice")(x)
+    return keras.Model([*model.inputs, target], [model.outputs[0], voice],
+                       name="digitd_adversarial")
+
+
+def masked_voice_loss(y_true, y_pred):
+    """Binary cross-entropy of the voice head, zero where the target is -1 (not speech)."""
+    from keras import ops
+
+    target = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+    p = ops.clip(ops.reshape(y_pred, (-1,)), 1e-6, 1.0 - 1e-6)
+    known = ops.cast(target >= 0, "float32")
+    target = ops.maximum(target, 0.0)
+    return known * -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
+
+
 def training_outputs(model: keras.Model, towers: int) -> keras.Model:
     """The model to fit: each tower's probabilities as an output of its own (sharing the
     weights of `model`), so the towers do not learn to lean on one another's mistakes as

@@ -47,12 +47,16 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     import keras
     from tqdm import tqdm
 
-    from .models import build_model, training_outputs
+    from .models import build_model, masked_voice_loss, training_outputs, with_voice_head
 
     seed_everything(cfg.seed)
     model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout,
                         cfg.first_pool, cfg.towers)
-    fitted = training_outputs(model, cfg.towers)
+    adversarial = cfg.domain_adversarial > 0
+    if adversarial and cfg.towers != 1:
+        raise ValueError("domain_adversarial needs towers == 1")
+    fitted = (with_voice_head(model, len(LABELS)) if adversarial
+              else training_outputs(model, cfg.towers))
     n_digits = len(corpus.digit_waves)
     epoch_size = n_digits + int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
     steps = cfg.epochs * -(-epoch_size // cfg.batch_size)
@@ -60,29 +64,41 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
         cfg.learning_rate, decay_steps=steps, warmup_target=None, alpha=0.02
     )
     criterion = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    if adversarial:
+        losses, metrics = [criterion, masked_voice_loss], [["accuracy"], []]
+    else:  # one loss and accuracy per tower
+        losses = criterion if cfg.towers == 1 else [criterion] * cfg.towers
+        metrics = ["accuracy"] if cfg.towers == 1 else [["accuracy"]] * cfg.towers
     fitted.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
-        # one loss and accuracy per tower; keyword: the third positional is loss_weights
-        loss=criterion if cfg.towers == 1 else [criterion] * cfg.towers,
-        metrics=["accuracy"] if cfg.towers == 1 else [["accuracy"]] * cfg.towers,
+        loss=losses, metrics=metrics,  # keywords: the third positional is loss_weights
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(make_epoch, corpus, cfg, 0)
         bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
         for epoch in bar:
-            x, y = upcoming.result()
+            x, y, voice = upcoming.result()
             if epoch + 1 < cfg.epochs:
                 upcoming = pool.submit(make_epoch, corpus, cfg, epoch + 1)
             targets = keras.utils.to_categorical(y, len(LABELS))
             x, targets = mixup(x, targets, cfg.mixup_alpha,
                                np.random.default_rng([cfg.seed, 31, epoch]))
-            history = fitted.fit(
-                x, targets if cfg.towers == 1 else [targets] * cfg.towers,
-                batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=True,
-            )
+            if adversarial:
+                # Ganin's ramp: the reversal grows from 0 as the classifier takes shape
+                progress = epoch / max(1, cfg.epochs - 1)
+                fitted.get_layer("voice_reversal").strength.assign(
+                    cfg.domain_adversarial * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0))
+                inputs, outputs = [x, targets], [targets, voice.astype(np.float32)[:, None]]
+            else:
+                inputs, outputs = x, targets if cfg.towers == 1 else [targets] * cfg.towers
+            history = fitted.fit(inputs, outputs, batch_size=cfg.batch_size, epochs=1, verbose=0,
+                                 shuffle=True)
             # the loss summed over towers; accuracy of the first (each has its own)
             loss = history.history["loss"][-1]
             acc = next(v[-1] for k, v in history.history.items() if k.endswith("accuracy"))
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             log.debug("%s epoch %d loss %.4f acc %.4f", desc, epoch, loss, acc)
+            if adversarial:  # near ln 2 = 0.69 when the head cannot tell the voices apart
+                log.info("%s epoch %d voice-head loss %.3f", desc, epoch,
+                         history.history["voice_loss"][-1])
     return model
