@@ -77,3 +77,41 @@ def test_recorded_voices_section_scores_real_recordings(recordings, tmp_path, mo
     text = "\n".join(report.recorded_section(out))
     assert f"{ours['allison_digits_right']} of 10" in text
     assert "| en | 2 | 100.0% / 100.0% |" in text
+
+
+def test_fold_models_of_a_run_are_scored_on_recorded_voices(recordings, tmp_path, monkeypatch,
+                                                            capsys):
+    """`python -m bench.recorded --reports DIR`: a run's fold models (here the shipped model
+    twice) on the recorded voices, at the run's calibrated rule and at the limits asked."""
+    import json
+    import shutil
+
+    from digitd.daemon.model import default_model_path, metadata_path_for
+
+    from bench import recorded
+
+    if not material.allison()[0]:
+        pytest.skip("asterisk-core-sounds-en-wav not installed")
+    monkeypatch.setattr(material, "KLETTRES", _klettres_tree(tmp_path / "kl", recordings))
+    run = tmp_path / "run"
+    assert recorded.main(["--reports", str(run)]) == 2
+    assert "no LOSO run" in capsys.readouterr().err
+    (run / "loso").mkdir(parents=True)
+    for speaker in ("george", "theo"):
+        shutil.copy(default_model_path(), run / "loso" / f"fold-{speaker}.tflite")
+        shutil.copy(metadata_path_for(default_model_path()),
+                    run / "loso" / f"fold-{speaker}.json")
+    (run / "loso.json").write_text(json.dumps({"threshold": 0.41, "unknown_threshold": 0.14}))
+    assert recorded.main(["--reports", str(run), "--max-unknown", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "2 fold models" in out and "KLettres 3 clips in 2 languages (1 unreadable)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| calibrated")
+            or line.startswith("| p(unknown) < 1 ")]
+    assert len(rows) == 2
+    # the same model twice: twice its count of Allison's ten digits, out of 20
+    calibrated = rows[0].split("|")
+    assert calibrated[2].strip().endswith("of 20")
+    # with no limit on p(unknown), at least as many digits and words pass as at the rule
+    right = [int(r.split("|")[2].split()[0]) for r in rows]
+    taken = [float(r.split("|")[3].strip().rstrip("%")) for r in rows]
+    assert right[1] >= right[0] and taken[1] >= taken[0]
