@@ -214,23 +214,9 @@ def klettres_clips(root: Path | None = None, languages: tuple[str, ...] | None =
 
 
 def allison(root: Path | None = None) -> tuple[list[tuple[int, np.ndarray]], list[np.ndarray]]:
-    """Allison Smith's ten digits as (digit, clip) and her non-digit words; empty if the
-    prompts are not installed."""
-    from digitd.daemon.audio import AudioError, read_audio
+    """Allison Smith's ten digits as (digit, clip) and her non-digit words, read as training's
+    --prompt-voices reads them; empty if the prompts are not installed."""
     from digitd.train import prompts
 
-    voice = (root or prompts.DEFAULT_DIR) / prompts.ENGLISH
-    if not voice.is_dir():
-        return [], []
-    digits, words = [], []
-    for name, digit in sorted(prompts.DIGIT_FILES.items(), key=lambda kv: kv[1]):
-        if (voice / name).is_file():
-            digits.append((digit, read_audio(voice / name, RATE)))
-    for path in prompts.english_word_files(voice):
-        try:
-            wave = read_audio(path, RATE)
-        except AudioError:
-            continue
-        if np.max(np.abs(wave)) >= 1e-3:  # not the silence files
-            words.append(wave)
-    return digits, words
+    voice = prompts.load_prompt_voices(RATE, root or prompts.DEFAULT_DIR, other_languages=())
+    return list(zip(voice.digit_labels, voice.digit_waves, strict=True)), voice.word_waves

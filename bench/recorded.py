@@ -57,15 +57,16 @@ def rates(rule: RejectionRule, probs: dict[str, np.ndarray], truth: np.ndarray,
     return out
 
 
-def fsdd_right(reports: Path, rule: RejectionRule, labels: tuple[str, ...]) -> float | None:
-    """FSDD's held-out digits right at `rule`, from the run's saved fold predictions."""
+def fsdd_heldout(reports: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """FSDD's held-out digits (probabilities, truth) from the run's saved fold predictions,
+    None where the run saved none."""
     from digitd.train.evaluate import conditions, saved_folds
 
     try:
         probs, truth, _ = conditions(saved_folds(reports))["clean"]
     except (FileNotFoundError, KeyError, ValueError):
         return None
-    return float(np.mean(rule.digits(probs, labels) == truth))
+    return probs, truth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     print("| rule | Allison's digits right | her words taken | KLettres taken | "
           "FSDD held-out right |")
     print("|---|---|---|---|---|")
+    heldout = fsdd_heldout(args.reports)
     for name, rule in rules:
         r = rates(rule, probs, truth, labels)
-        fsdd = fsdd_right(args.reports, rule, labels)
+        fsdd = (None if heldout is None
+                else float(np.mean(rule.digits(heldout[0], labels) == heldout[1])))
         print(f"| {name} (best >= {rule.min_confidence:.2f}, p(unknown) < "
               f"{rule.max_unknown:.2f}) | {r['allison_digits_right']} of "
               f"{r['allison_digits']} | {r.get('allison_words_taken', float('nan')):.1%} | "

@@ -85,9 +85,11 @@ def word_piece(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     return wave[start : start + length]
 
 
-def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0) -> PromptVoices:
+def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
+                       other_languages: tuple[str, ...] = OTHER_LANGUAGES) -> PromptVoices:
     """Every usable recording under `root`, at `rate`; unreadable files are skipped and
-    counted, absent languages warned about."""
+    counted, absent languages warned about. other_languages=() reads Allison's English
+    alone (the benchmark's recorded voice)."""
     out = PromptVoices()
     rng = np.random.default_rng([seed, 31])
 
@@ -110,15 +112,15 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0) -> Pr
                 out.digit_waves.append(wave)
                 out.digit_labels.append(digit)
         out.word_waves += [w for w in map(read, english_word_files(english)) if w is not None]
-    for language in OTHER_LANGUAGES:
+    for language in other_languages:
         if (root / language).is_dir():
             for path in other_language_files(root / language):
                 wave = read(path)
                 if wave is not None:
                     out.pieces.append(word_piece(wave, rate, rng))
-    missing = [v for v in (ENGLISH, *OTHER_LANGUAGES) if not (root / v).is_dir()]
+    missing = [v for v in (ENGLISH, *other_languages) if not (root / v).is_dir()]
     if missing:
         log.warning("recorded prompt voices not installed under %s: %s (Debian packages "
-                    "asterisk-core-sounds-*-wav); training goes on without them", root,
+                    "asterisk-core-sounds-*-wav); going on without them", root,
                     ", ".join(missing))
     return out
