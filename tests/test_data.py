@@ -150,15 +150,16 @@ def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path,
     monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
     fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
     corpora = [build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, tts_digit_repeats=r,
-                                              use_prompt_voices=False)) for r in (1, 3)]
+                                              use_prompt_voices=False, real_pieces=0))
+               for r in (1, 3)]
     once, thrice = corpora
     assert once.fsdd_count == thrice.fsdd_count == len(fsdd)
     assert len(once.digit_waves) == len(fsdd) + 10
     assert len(thrice.digit_waves) == len(fsdd) + 30
     assert sorted(thrice.digit_labels[len(fsdd):]) == sorted(list(range(10)) * 3)
     assert len(once.word_waves) == len(thrice.word_waves) == 2
-    held_out = build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, use_prompt_voices=False),
-                            frozenset({"garden"}))
+    held_out = build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, use_prompt_voices=False,
+                                              real_pieces=0), frozenset({"garden"}))
     assert len(held_out.word_waves) == 1
     assert np.array_equal(held_out.word_waves[0], once.word_waves[1])  # "window" stays
 
@@ -384,7 +385,8 @@ def test_short_words_join_the_corpus_when_asked(fsdd_dir, tmp_path, monkeypatch)
     fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
 
     def corpus(**kw):
-        return build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, **kw), frozenset({"your"}))
+        return build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, real_pieces=0, **kw),
+                            frozenset({"your"}))
 
     assert len(corpus().word_waves) == 1
     assert len(corpus(short_words=True).word_waves) == 2  # "bee"; held-out "your" stays out
@@ -406,7 +408,7 @@ def test_every_speech_example_says_whether_a_recorded_person_spoke(fsdd_dir, tmp
     monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
     monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
     fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
-    cfg = TrainConfig(cache_dir=tmp_path, use_prompt_voices=False)
+    cfg = TrainConfig(cache_dir=tmp_path, use_prompt_voices=False, real_pieces=0)
     corpus = build_corpus(fsdd, cfg)
     assert corpus.digit_recorded == [True] * len(fsdd) + [False] * 20  # two synthetic takes
     assert corpus.word_recorded == [False, False]

@@ -106,5 +106,63 @@ def test_corpus_takes_the_digits_repeated_and_the_rest_as_non_digits(tree, fsdd_
     assert corpus.fsdd_count == len(fsdd)
     assert corpus.digit_labels[len(fsdd):] == list(range(10)) * 3
     assert len(corpus.word_waves) == 5 + 1  # English words + the French piece
-    without = build_corpus(fsdd, TrainConfig(use_tts=False))  # the default: off
+    without = build_corpus(fsdd, TrainConfig(use_tts=False, real_pieces=0))
     assert len(without.digit_waves) == len(fsdd) and not without.word_waves
+
+
+def test_real_pieces_are_other_peoples_speech_cut_at_several_places(tree, fsdd_dir, capsys):
+    """--real-pieces: the French, Italian and Russian voices only (not Allison Smith, whose
+    English the benchmark keeps unheard), N pieces from each recording longer than a piece,
+    all non-digit speech by recorded people; no digit is added."""
+    from digitd.train import cli
+    from digitd.train.config import TrainConfig
+    from digitd.train.data import load_fsdd
+    from digitd.train.dataset import build_corpus
+
+    _tone(tree / "fr_CA_f_June" / "oui.wav", 3500, seconds=0.2)  # shorter than any piece
+    _tone(tree / "es_MX_f_Allison" / "hola.wav", 900, seconds=2.0)  # Allison: never
+    voices = load_prompt_voices(RATE, tree, seed=1, other_languages=prompts.OTHER_PEOPLE,
+                                english=False, pieces_per_file=3)
+    assert not voices.digit_waves and not voices.word_waves
+    hz = sorted(round(_dominant_hz(w), -1) for w in voices.pieces)
+    assert hz == [3000, 3000, 3000, 3500]  # three cuts of "bonjour", "oui" once, whole
+    bonjour = [p for p in voices.pieces if p.size != int(0.2 * RATE)]
+    assert len({p.size for p in bonjour}) > 1  # independent cuts, not one piece thrice
+
+    fsdd = load_fsdd(fsdd_dir, RATE, limit_per_class=1)
+    corpus = build_corpus(fsdd, TrainConfig(use_tts=False, real_pieces=3,
+                                            prompt_voices_dir=tree))
+    assert len(corpus.digit_waves) == len(fsdd) == corpus.fsdd_count
+    assert len(corpus.word_waves) == 4 and corpus.word_recorded == [True] * 4
+
+    parse = cli.build_parser().parse_args
+    assert cli.make_config(parse(["fit"])).real_pieces == TrainConfig().real_pieces == 3
+    assert cli.make_config(parse(["fit", "--real-pieces", "0"])).real_pieces == 0
+    assert cli.make_config(parse(["fit", "--quick"])).real_pieces == 0  # FSDD only
+    assert cli.main(["fit", "--quick", "--real-pieces", "-1"]) == 2
+    assert "--real-pieces must be at least 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("recipe", "named", "not_named"), [
+    ({}, [], ["Asterisk"]),
+    ({"real_pieces": 3}, ["June Wallack", "Carlo Flora", "Maxim Topal"], ["Allison"]),
+    ({"use_prompt_voices": True}, ["Allison Smith", "June Wallack"], []),
+])
+def test_model_metadata_credits_the_recorded_voices_it_was_trained_on(tmp_path, recipe, named,
+                                                                    not_named):
+    """CC BY and CC BY-SA ask for attribution: the licence beside a model names the
+    recorded people its recipe trained on, and no others."""
+    import json
+
+    pytest.importorskip("tensorflow")
+    from digitd.daemon.model import RejectionRule, default_model_path
+    from digitd.train.export import write_model
+
+    path = write_model(default_model_path().read_bytes(), tmp_path / "m.tflite",
+                       labels=tuple("0123456789") + ("unknown",), features={},
+                       rejection=RejectionRule(0.5), rejection_note="", train_config=recipe,
+                       data_hash="0", loso=None, test_time_speeds=(1.0,))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert "Zohar Jackson" in meta["license"]
+    assert all(name in meta["license"] for name in named)
+    assert not any(name in meta["license"] for name in not_named)

@@ -58,6 +58,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
+    parser.add_argument("--real-pieces", type=int, default=None, metavar="N",
+                        help="also N word-length pieces of each French, Italian and Russian "
+                             "Asterisk prompt as non-digit speech by recorded people "
+                             f"(default: {TrainConfig.real_pieces}, off; see TrainConfig)")
     parser.add_argument("--short-words", action="store_true",
                         help="also one-syllable words and letter names as non-digit words "
                              "(synth.SHORT_WORDS; off by default, see TrainConfig)")
@@ -94,6 +98,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 1, got {value}")
             setattr(cfg, name, value)
+    if args.real_pieces is not None:
+        if args.real_pieces < 0:
+            raise DataError(f"--real-pieces must be at least 0, got {args.real_pieces}")
+        cfg.real_pieces = args.real_pieces
     if args.word_list is not None:
         if args.word_list < 0:
             raise DataError(f"--word-list must be at least 0, got {args.word_list}")

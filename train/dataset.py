@@ -17,7 +17,7 @@ from . import synth
 from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
 from .config import TrainConfig, UnknownMix
 from .data import Utterances
-from .prompts import load_prompt_voices
+from .prompts import OTHER_PEOPLE, load_prompt_voices
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,14 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         corpus.word_waves += voices.word_waves + voices.pieces
         corpus.digit_recorded += [True] * (len(corpus.digit_waves) - len(corpus.digit_recorded))
         corpus.word_recorded += [True] * (len(corpus.word_waves) - len(corpus.word_recorded))
+    elif cfg.real_pieces:
+        pieces = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
+                                    OTHER_PEOPLE, english=False,
+                                    pieces_per_file=cfg.real_pieces).pieces
+        log.info("recorded non-digit speech: %d pieces of %s", len(pieces),
+                 ", ".join(OTHER_PEOPLE))
+        corpus.word_waves += pieces
+        corpus.word_recorded += [True] * len(pieces)
     return corpus
 
 

@@ -17,6 +17,7 @@ from digitd.daemon.model import RejectionRule, metadata_path_for
 
 from .data import FSDD_ATTRIBUTION, FSDD_VERSION
 from .prompts import ATTRIBUTION as PROMPTS_ATTRIBUTION
+from .prompts import OTHER_PEOPLE_ATTRIBUTION
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ def write_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prompts = bool(train_config.get("use_prompt_voices"))
+    pieces = not prompts and bool(train_config.get("real_pieces"))
+    attribution = (" " + PROMPTS_ATTRIBUTION if prompts
+                   else " " + OTHER_PEOPLE_ATTRIBUTION if pieces else "")
     path.write_bytes(tflite_model)
     metadata = {
         "format": "digitd-model/1",
@@ -93,12 +97,14 @@ def write_model(
         "test_time_speeds": list(test_time_speeds),
         "training": {
             "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
-                    "non-digit words" + (" + Asterisk's recorded prompt voices" if prompts else ""),
+                    "non-digit words" + (" + Asterisk's recorded prompt voices" if prompts
+                                         else " + pieces of Asterisk's French, Italian and "
+                                         "Russian prompts" if pieces else ""),
             "data_sha256": data_hash,
             "config": train_config,
         },
         "loso": loso,
-        "license": FSDD_ATTRIBUTION + (" " + PROMPTS_ATTRIBUTION if prompts else ""),
+        "license": FSDD_ATTRIBUTION + attribution,
         "size_bytes": len(tflite_model),
     }
     metadata_path_for(path).write_text(json.dumps(metadata, indent=2, default=str) + "\n")

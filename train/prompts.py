@@ -31,8 +31,17 @@ ATTRIBUTION = (
     "Spanish recorded by Allison Smith and French by June Wallack, CC BY-SA 3.0; Italian "
     "recorded by Carlo Flora and Russian provided by Maxim Topal (ivrvoice.ru), CC BY 3.0."
 )
+# What a model trained on OTHER_PEOPLE alone (TrainConfig.real_pieces) is derived from.
+OTHER_PEOPLE_ATTRIBUTION = (
+    "Also trained on pieces of the Asterisk core sound prompts 1.6.1 (Digium, Inc.): French "
+    "recorded by June Wallack, CC BY-SA 3.0; Italian recorded by Carlo Flora and Russian "
+    "provided by Maxim Topal (ivrvoice.ru), CC BY 3.0."
+)
 ENGLISH = "en_US_f_Allison"
 OTHER_LANGUAGES = ("es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
+# The prompt voices that are not Allison Smith's (her English is the benchmark's recorded
+# voice, so training that must leave her unheard takes only these): three more people.
+OTHER_PEOPLE = ("fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
 DIGIT_FILES = {f"digits/{d}.wav": d for d in range(10)}
 
 # English recordings that must not teach "not a digit": homophones and near-homophones of
@@ -86,10 +95,13 @@ def word_piece(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
 
 
 def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
-                       other_languages: tuple[str, ...] = OTHER_LANGUAGES) -> PromptVoices:
+                       other_languages: tuple[str, ...] = OTHER_LANGUAGES,
+                       english: bool = True, pieces_per_file: int = 1) -> PromptVoices:
     """Every usable recording under `root`, at `rate`; unreadable files are skipped and
     counted, absent languages warned about. other_languages=() reads Allison's English
-    alone (the benchmark's recorded voice)."""
+    alone (the benchmark's recorded voice); english=False leaves her English out.
+    pieces_per_file: word-length pieces cut from each other-language recording, at
+    independent places (one from a recording no longer than a piece)."""
     out = PromptVoices()
     rng = np.random.default_rng([seed, 31])
 
@@ -104,21 +116,28 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
             return None
         return wave
 
-    english = root / ENGLISH
-    if english.is_dir():
+    english_dir = root / ENGLISH
+    if english and english_dir.is_dir():
         for name, digit in DIGIT_FILES.items():
-            wave = read(english / name) if (english / name).is_file() else None
+            wave = read(english_dir / name) if (english_dir / name).is_file() else None
             if wave is not None:
                 out.digit_waves.append(wave)
                 out.digit_labels.append(digit)
-        out.word_waves += [w for w in map(read, english_word_files(english)) if w is not None]
+        out.word_waves += [w for w in map(read, english_word_files(english_dir))
+                           if w is not None]
     for language in other_languages:
         if (root / language).is_dir():
             for path in other_language_files(root / language):
                 wave = read(path)
-                if wave is not None:
-                    out.pieces.append(word_piece(wave, rate, rng))
-    missing = [v for v in (ENGLISH, *other_languages) if not (root / v).is_dir()]
+                if wave is None:
+                    continue
+                for k in range(pieces_per_file):
+                    piece = word_piece(wave, rate, rng)
+                    if k and piece.size == wave.size:  # the whole file: once is enough
+                        break
+                    out.pieces.append(piece)
+    wanted = (ENGLISH,) * english + tuple(other_languages)
+    missing = [v for v in wanted if not (root / v).is_dir()]
     if missing:
         log.warning("recorded prompt voices not installed under %s: %s (Debian packages "
                     "asterisk-core-sounds-*-wav); going on without them", root,
