@@ -59,9 +59,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
     parser.add_argument("--real-pieces", type=int, default=None, metavar="N",
-                        help="also N word-length pieces of each French, Italian and Russian "
+                        help="N word-length pieces of each French, Italian and Russian "
                              "Asterisk prompt as non-digit speech by recorded people "
-                             f"(default: {TrainConfig.real_pieces}, off; see TrainConfig)")
+                             f"(default: {TrainConfig.real_pieces}; 0 is off; see TrainConfig)")
     parser.add_argument("--short-words", action="store_true",
                         help="also one-syllable words and letter names as non-digit words "
                              "(synth.SHORT_WORDS; off by default, see TrainConfig)")
