@@ -98,14 +98,13 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 1, got {value}")
             setattr(cfg, name, value)
-    if args.real_pieces is not None:
-        if args.real_pieces < 0:
-            raise DataError(f"--real-pieces must be at least 0, got {args.real_pieces}")
-        cfg.real_pieces = args.real_pieces
-    if args.word_list is not None:
-        if args.word_list < 0:
-            raise DataError(f"--word-list must be at least 0, got {args.word_list}")
-        cfg.word_list_words = args.word_list
+    for name, field in (("word_list", "word_list_words"), ("real_pieces", "real_pieces")):
+        value = getattr(args, name)  # counts that may be zero (off)
+        if value is not None:
+            if value < 0:
+                flag = "--" + name.replace("_", "-")
+                raise DataError(f"{flag} must be at least 0, got {value}")
+            setattr(cfg, field, value)
     if args.voice_change is not None:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
