@@ -134,6 +134,8 @@ def test_real_pieces_are_other_peoples_speech_cut_at_several_places(tree, fsdd_d
                                             prompt_voices_dir=tree))
     assert len(corpus.digit_waves) == len(fsdd) == corpus.fsdd_count
     assert len(corpus.word_waves) == 4 and corpus.word_recorded == [True] * 4
+    # only June's folder exists in this tree: she alone is whom the model must credit
+    assert corpus.recorded_voices == ["fr_CA_f_June"]
 
     parse = cli.build_parser().parse_args
     assert cli.make_config(parse(["fit"])).real_pieces == TrainConfig().real_pieces == 3
@@ -141,17 +143,49 @@ def test_real_pieces_are_other_peoples_speech_cut_at_several_places(tree, fsdd_d
     assert cli.make_config(parse(["fit", "--quick"])).real_pieces == 0  # FSDD only
     assert cli.main(["fit", "--quick", "--real-pieces", "-1"]) == 2
     assert "--real-pieces must be at least 0" in capsys.readouterr().err
+    assert TrainConfig().real_people == prompts.OTHER_PEOPLE
+    both = cli.make_config(parse(["fit", "--real-people", "it_IT_f_Menardi, fr_CA_f_June"]))
+    assert both.real_people == ("it_IT_f_Menardi", "fr_CA_f_June")
+    # Allison Smith is the benchmark's; a folder without a credit is never trained on
+    for bad in ("en_US_f_Allison", "fr_CA_f_June,xx_XX_nobody", ","):
+        assert cli.main(["fit", "--quick", "--real-people", bad]) == 2
+        assert "--real-people takes voices among" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("recipe", "named", "not_named"), [
-    ({}, [], ["Asterisk"]),
-    ({"real_pieces": 3}, ["June Wallack", "Carlo Flora", "Maxim Topal"], ["Allison"]),
-    ({"use_prompt_voices": True}, ["Allison Smith", "June Wallack"], []),
+def test_pieces_of_the_chosen_people_only(tree):
+    """TrainConfig.real_people picks whose prompts are cut; a chosen voice that is not
+    installed is skipped, and is not among the voices read."""
+    from digitd.train.config import TrainConfig
+    from digitd.train.data import Utterances
+    from digitd.train.dataset import build_corpus
+
+    _tone(tree / "it_IT_f_Menardi" / "ciao.wav", 1000, seconds=2.0)
+    _tone(tree / "it_IT_f_Menardi" / "digits" / "3.wav", 1500)  # "tre": never a piece
+    empty = Utterances()
+    for people, voices, hz in ((("it_IT_f_Menardi",), ["it_IT_f_Menardi"], {1000}),
+                               (prompts.PIECE_PEOPLE, ["fr_CA_f_June", "it_IT_f_Menardi"],
+                                {1000, 3000})):
+        corpus = build_corpus(empty, TrainConfig(use_tts=False, real_pieces=2,
+                                                 real_people=people, prompt_voices_dir=tree))
+        assert corpus.recorded_voices == voices
+        assert {round(_dominant_hz(w), -1) for w in corpus.word_waves} == hz
+
+
+@pytest.mark.parametrize(("voices", "named", "not_named"), [
+    ((), [], ["Asterisk", "recorded people"]),
+    (prompts.OTHER_PEOPLE, ["June Wallack", "Carlo Flora", "Maxim Topal"],
+     ["Allison", "Menardi"]),
+    (("fr_CA_f_June",), ["June Wallack"], ["Carlo Flora", "Maxim Topal", "Allison"]),
+    (("it_IT_f_Menardi",), ["Marco Menardi and Paola Dal Zot", "www.voip.ammdomus.it"],
+     ["June Wallack"]),
+    (("en_US_f_Allison", "es_MX_f_Allison", "fr_CA_f_June"), ["Allison Smith", "June Wallack"],
+     ["Carlo Flora"]),
 ])
-def test_model_metadata_credits_the_recorded_voices_it_was_trained_on(tmp_path, recipe, named,
+def test_model_metadata_credits_the_recorded_voices_it_was_trained_on(tmp_path, voices, named,
                                                                     not_named):
     """CC BY and CC BY-SA ask for attribution: the licence beside a model names the
-    recorded people its recipe trained on, and no others."""
+    recorded people training read, and no others (the recipe's real_pieces is ignored: a
+    voice that was not installed was not trained on)."""
     import json
 
     pytest.importorskip("tensorflow")
@@ -160,9 +194,11 @@ def test_model_metadata_credits_the_recorded_voices_it_was_trained_on(tmp_path, 
 
     path = write_model(default_model_path().read_bytes(), tmp_path / "m.tflite",
                        labels=tuple("0123456789") + ("unknown",), features={},
-                       rejection=RejectionRule(0.5), rejection_note="", train_config=recipe,
-                       data_hash="0", loso=None, test_time_speeds=(1.0,))
+                       rejection=RejectionRule(0.5), rejection_note="",
+                       train_config={"real_pieces": 3}, data_hash="0", loso=None,
+                       test_time_speeds=(1.0,), recorded_voices=voices)
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "Zohar Jackson" in meta["license"]
     assert all(name in meta["license"] for name in named)
     assert not any(name in meta["license"] for name in not_named)
+    assert meta["training"]["recorded_voices"] == list(voices)

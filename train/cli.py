@@ -24,6 +24,7 @@ from .data import (
     load_fsdd,
     user_data_dir,
 )
+from .prompts import PIECE_PEOPLE
 
 log = logging.getLogger("digitd.train")
 
@@ -62,6 +63,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="N word-length pieces of each French, Italian and Russian "
                              "Asterisk prompt as non-digit speech by recorded people "
                              f"(default: {TrainConfig.real_pieces}; 0 is off; see TrainConfig)")
+    parser.add_argument("--real-people", default=None, metavar="VOICE,...",
+                        help="whose prompts --real-pieces cuts: Asterisk voice folders among "
+                             f"{', '.join(PIECE_PEOPLE)} (default: "
+                             f"{','.join(TrainConfig.real_people)})")
     parser.add_argument("--short-words", action="store_true",
                         help="also one-syllable words and letter names as non-digit words "
                              "(synth.SHORT_WORDS; off by default, see TrainConfig)")
@@ -105,6 +110,13 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 0, got {value}")
             setattr(cfg, field, value)
+    if args.real_people is not None:
+        people = tuple(v.strip() for v in args.real_people.split(",") if v.strip())
+        unknown = [v for v in people if v not in PIECE_PEOPLE]
+        if unknown or not people:  # a voice we cannot credit is never trained on
+            raise DataError(f"--real-people takes voices among {', '.join(PIECE_PEOPLE)}; "
+                            f"got {args.real_people!r}")
+        cfg.real_people = people
     if args.voice_change is not None:
         if not 0.0 <= args.voice_change <= 1.0:
             raise DataError(f"--voice-change must be in [0, 1], got {args.voice_change}")
@@ -220,7 +232,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     write_model(tflite, args.output, labels=LABELS, features=cfg.features.to_dict(),
                 rejection=rule, rejection_note=note, train_config=cfg.to_dict(),
                 data_hash=data_hash(fsdd), loso=loso,
-                test_time_speeds=tuple(loso["test_time_speeds"]) if loso else cfg.test_time_speeds)
+                test_time_speeds=tuple(loso["test_time_speeds"]) if loso else cfg.test_time_speeds,
+                recorded_voices=corpus.recorded_voices)
     if args.keras:
         model.save(args.keras)
     print(f"wrote {args.output} ({len(tflite)} bytes) in {time.time() - started:.0f} s")

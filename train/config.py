@@ -10,6 +10,7 @@ from digitd.daemon.features import FeatureConfig
 
 from .augment import AugmentConfig
 from .prompts import DEFAULT_DIR as PROMPTS_DIR
+from .prompts import OTHER_PEOPLE
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class TrainConfig:
     # -> 19.3%, FSDD held out 86.4 -> 86.5%; on seed 1235, 14.5 -> 11.4%, 19.9 -> 19.7%,
     # 86.7 -> 88.2%. Ignored with use_prompt_voices, which has them
     real_pieces: int = 3
+    # whose prompts the pieces are cut from (prompts.PIECE_PEOPLE names the choices)
+    real_people: tuple[str, ...] = OTHER_PEOPLE
     # words drawn from a system word list (synth.word_list_words), each said by this many of
     # the training voices, added to the non-digit words. 0: none. 3000 came out even in LOSO
     # (calibration cost 0.404 -> 0.405; held-out words taken 12.0 -> 12.7%, a recorded

@@ -17,7 +17,7 @@ from . import synth
 from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
 from .config import TrainConfig, UnknownMix
 from .data import Utterances
-from .prompts import OTHER_PEOPLE, load_prompt_voices
+from .prompts import load_prompt_voices
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class Corpus:
     # the domain-adversarial head (TrainConfig.domain_adversarial); empty: not known
     digit_recorded: list[bool] = field(default_factory=list)
     word_recorded: list[bool] = field(default_factory=list)
+    # the recorded prompt voices (train/prompts.py folder names) any clip came from: whom
+    # the model's licence must credit
+    recorded_voices: list[str] = field(default_factory=list)
 
     def recorded(self, kind: str, index: int) -> bool | None:
         """Whether digit or word clip `index` is a recorded person; None if not known."""
@@ -101,14 +104,16 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         corpus.word_waves += voices.word_waves + voices.pieces
         corpus.digit_recorded += [True] * (len(corpus.digit_waves) - len(corpus.digit_recorded))
         corpus.word_recorded += [True] * (len(corpus.word_waves) - len(corpus.word_recorded))
+        corpus.recorded_voices = voices.voices
     elif cfg.real_pieces:
-        pieces = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
-                                    OTHER_PEOPLE, english=False,
-                                    pieces_per_file=cfg.real_pieces).pieces
-        log.info("recorded non-digit speech: %d pieces of %s", len(pieces),
-                 ", ".join(OTHER_PEOPLE))
-        corpus.word_waves += pieces
-        corpus.word_recorded += [True] * len(pieces)
+        voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
+                                    tuple(cfg.real_people), english=False,
+                                    pieces_per_file=cfg.real_pieces)
+        log.info("recorded non-digit speech: %d pieces of %s", len(voices.pieces),
+                 ", ".join(voices.voices) or "nobody")
+        corpus.word_waves += voices.pieces
+        corpus.word_recorded += [True] * len(voices.pieces)
+        corpus.recorded_voices = voices.voices
     return corpus
 
 

@@ -172,7 +172,7 @@ def run_fold(fsdd: Utterances, speaker: str, cfg: TrainConfig, out_dir: Path,
         tflite, out_dir / f"fold-{speaker}.tflite", labels=LABELS,
         features=cfg.features.to_dict(), rejection=RejectionRule(0.0), rejection_note="fold model",
         train_config=cfg.to_dict(), data_hash="", loso=None,
-        test_time_speeds=cfg.test_time_speeds,
+        test_time_speeds=cfg.test_time_speeds, recorded_voices=corpus.recorded_voices,
     )
     result = FoldResult(
         speaker=speaker,

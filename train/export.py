@@ -16,8 +16,7 @@ import numpy as np
 from digitd.daemon.model import RejectionRule, metadata_path_for
 
 from .data import FSDD_ATTRIBUTION, FSDD_VERSION
-from .prompts import ATTRIBUTION as PROMPTS_ATTRIBUTION
-from .prompts import OTHER_PEOPLE_ATTRIBUTION
+from .prompts import attribution
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +79,14 @@ def write_model(
     data_hash: str,
     loso: dict[str, Any] | None,
     test_time_speeds: tuple[float, ...],
+    recorded_voices: list[str] | tuple[str, ...] = (),
 ) -> Path:
+    """The model and its metadata. recorded_voices: the prompt voices training read
+    (Corpus.recorded_voices), credited in the licence: what was on disk, not what the recipe
+    asked for, since training goes on without a voice that is not installed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prompts = bool(train_config.get("use_prompt_voices"))
-    pieces = not prompts and bool(train_config.get("real_pieces"))
-    attribution = (" " + PROMPTS_ATTRIBUTION if prompts
-                   else " " + OTHER_PEOPLE_ATTRIBUTION if pieces else "")
+    credit = attribution(recorded_voices)
     path.write_bytes(tflite_model)
     metadata = {
         "format": "digitd-model/1",
@@ -97,14 +97,14 @@ def write_model(
         "test_time_speeds": list(test_time_speeds),
         "training": {
             "data": f"FSDD {FSDD_VERSION} (all six speakers) + local TTS voices and "
-                    "non-digit words" + (" + Asterisk's recorded prompt voices" if prompts
-                                         else " + pieces of Asterisk's French, Italian and "
-                                         "Russian prompts" if pieces else ""),
+                    "non-digit words" + ("".join(f" + Asterisk prompts {v}"
+                                                 for v in recorded_voices)),
+            "recorded_voices": list(recorded_voices),
             "data_sha256": data_hash,
             "config": train_config,
         },
         "loso": loso,
-        "license": FSDD_ATTRIBUTION + attribution,
+        "license": FSDD_ATTRIBUTION + (" " + credit if credit else ""),
         "size_bytes": len(tflite_model),
     }
     metadata_path_for(path).write_text(json.dumps(metadata, indent=2, default=str) + "\n")

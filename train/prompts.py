@@ -26,22 +26,41 @@ from digitd.daemon.audio import AudioError, read_audio
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("/usr/share/asterisk/sounds")
-ATTRIBUTION = (
-    "Also trained on the Asterisk core sound prompts 1.6.1 (Digium, Inc.): English and "
-    "Spanish recorded by Allison Smith and French by June Wallack, CC BY-SA 3.0; Italian "
-    "recorded by Carlo Flora and Russian provided by Maxim Topal (ivrvoice.ru), CC BY 3.0."
-)
-# What a model trained on OTHER_PEOPLE alone (TrainConfig.real_pieces) is derived from.
-OTHER_PEOPLE_ATTRIBUTION = (
-    "Also trained on pieces of the Asterisk core sound prompts 1.6.1 (Digium, Inc.): French "
-    "recorded by June Wallack, CC BY-SA 3.0; Italian recorded by Carlo Flora and Russian "
-    "provided by Maxim Topal (ivrvoice.ru), CC BY 3.0."
-)
+# Who each recorded voice folder is and under what licence, as a model trained on pieces of
+# it must credit them. A folder without an entry here is never trained on.
+PEOPLE_CREDITS = {
+    "fr_CA_f_June": "French recorded by June Wallack (Asterisk core sound prompts 1.6.1, "
+                    "Digium, Inc.), CC BY-SA 3.0",
+    "it_IT_m_Carlo": "Italian recorded by Carlo Flora (Asterisk core sound prompts 1.6.1, "
+                     "Digium, Inc.), CC BY 3.0",
+    "ru_RU_f_IvrvoiceRU": "Russian provided by Maxim Topal, ivrvoice.ru (Asterisk core sound "
+                          "prompts 1.6.1, Digium, Inc.), CC BY 3.0",
+    "en_US_f_Allison": "English recorded by Allison Smith (Asterisk core sound prompts "
+                       "1.6.1, Digium, Inc.), CC BY-SA 3.0",
+    "es_MX_f_Allison": "Spanish recorded by Allison Smith (Asterisk core sound prompts "
+                       "1.6.1, Digium, Inc.), CC BY-SA 3.0",
+    # Their licence asks that end users be shown who made the recordings and where to get
+    # them: README's licence section and every model's metadata do.
+    "it_IT_f_Menardi": "Italian prompts made by Marco Menardi and Paola Dal Zot, "
+                       "http://www.voip.ammdomus.it (Debian's asterisk-prompt-it-menardi), "
+                       "CC BY-SA 3.0 Italy",
+}
+
+
+def attribution(voices: list[str] | tuple[str, ...]) -> str:
+    """The licence text's credit for a model trained on these recorded voice folders."""
+    credits = [PEOPLE_CREDITS[v] for v in voices]
+    return ("Also trained on recorded people: " + "; ".join(credits) + ".") if credits else ""
+
+
 ENGLISH = "en_US_f_Allison"
 OTHER_LANGUAGES = ("es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
 # The prompt voices that are not Allison Smith's (her English is the benchmark's recorded
 # voice, so training that must leave her unheard takes only these): three more people.
 OTHER_PEOPLE = ("fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
+# Every voice that pieces may be cut from (TrainConfig.real_people chooses among them):
+# OTHER_PEOPLE and the Italian woman of Debian's asterisk-prompt-it-menardi-wav.
+PIECE_PEOPLE = (*OTHER_PEOPLE, "it_IT_f_Menardi")
 DIGIT_FILES = {f"digits/{d}.wav": d for d in range(10)}
 
 # English recordings that must not teach "not a digit": homophones and near-homophones of
@@ -64,6 +83,7 @@ class PromptVoices:
     word_waves: list[np.ndarray] = field(default_factory=list)  # English non-digit words
     pieces: list[np.ndarray] = field(default_factory=list)  # other languages, word-length
     skipped: int = 0
+    voices: list[str] = field(default_factory=list)  # folders at least one recording came from
 
     def summary(self) -> str:
         return (f"{len(self.digit_waves)} digits, {len(self.word_waves)} words, "
@@ -125,8 +145,11 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
                 out.digit_labels.append(digit)
         out.word_waves += [w for w in map(read, english_word_files(english_dir))
                            if w is not None]
+        if out.digit_waves or out.word_waves:
+            out.voices.append(ENGLISH)
     for language in other_languages:
         if (root / language).is_dir():
+            before = len(out.pieces)
             for path in other_language_files(root / language):
                 wave = read(path)
                 if wave is None:
@@ -136,6 +159,8 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
                     if k and piece.size == wave.size:  # the whole file: once is enough
                         break
                     out.pieces.append(piece)
+            if len(out.pieces) > before:
+                out.voices.append(language)
     wanted = (ENGLISH,) * english + tuple(other_languages)
     missing = [v for v in wanted if not (root / v).is_dir()]
     if missing:
