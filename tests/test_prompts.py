@@ -85,6 +85,29 @@ def test_word_piece_is_a_stretch_of_the_recording():
     assert word_piece(short, RATE, rng) is short
 
 
+def test_pause_pieces_begin_and_end_in_pauses():
+    """Three 'words' (tone bursts) with pauses between them: every piece cut from pause to
+    pause holds whole words, never a stretch that starts or stops inside one."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.25 * RATE)) / RATE
+    word, pause = 0.5 * np.sin(2 * np.pi * 440 * t), np.zeros(int(0.2 * RATE))
+    wave = np.concatenate([pause, word, pause, word, pause, word, pause])
+    points = prompts.pause_points(wave, RATE)
+    assert len(points) == 2 + 4 and points[0] == 0 and points[-1] == wave.size
+    seen = set()
+    for _ in range(50):
+        piece = prompts.pause_piece(wave, RATE, rng)
+        assert 0.3 * RATE <= piece.size <= RATE
+        assert np.abs(piece[:80]).max() < 1e-9 and np.abs(piece[-80:]).max() < 1e-9
+        words = np.sum(np.abs(piece) > 0.1) / np.sum(np.abs(word) > 0.1)
+        assert abs(words - round(words)) < 1e-9  # whole words inside, never part of one
+        seen.add(round(words))  # each word 0.25 s, each pause 0.2
+    assert seen == {1, 2}  # one word, or two and the pause between (three: over 1 s)
+    # no pauses: the random cut
+    steady = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * RATE) / RATE)
+    assert 0.3 * RATE <= prompts.pause_piece(steady, RATE, rng).size <= RATE
+
+
 def test_debian_packages_give_a_womans_ten_digits_and_real_speech():
     if not (prompts.DEFAULT_DIR / prompts.ENGLISH).is_dir():
         pytest.fail("asterisk-core-sounds-en-wav not installed (scripts/install-system-packages)")
@@ -144,6 +167,8 @@ def test_real_pieces_are_other_peoples_speech_cut_at_several_places(tree, fsdd_d
     assert cli.main(["fit", "--quick", "--real-pieces", "-1"]) == 2
     assert "--real-pieces must be at least 0" in capsys.readouterr().err
     assert TrainConfig().real_people == prompts.OTHER_PEOPLE
+    assert not cli.make_config(parse(["fit"])).real_pieces_at_pauses
+    assert cli.make_config(parse(["fit", "--pieces-at-pauses"])).real_pieces_at_pauses
     both = cli.make_config(parse(["fit", "--real-people", "it_IT_f_Menardi, fr_CA_f_June"]))
     assert both.real_people == ("it_IT_f_Menardi", "fr_CA_f_June")
     # Allison Smith is the benchmark's; a folder without a credit is never trained on

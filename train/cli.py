@@ -67,6 +67,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="whose prompts --real-pieces cuts: Asterisk voice folders among "
                              f"{', '.join(PIECE_PEOPLE)} (default: "
                              f"{','.join(TrainConfig.real_people)})")
+    parser.add_argument("--pieces-at-pauses", action="store_true",
+                        help="cut --real-pieces from pause to pause, as whole words, instead "
+                             "of at random places (off by default, see TrainConfig)")
     parser.add_argument("--short-words", action="store_true",
                         help="also one-syllable words and letter names as non-digit words "
                              "(synth.SHORT_WORDS; off by default, see TrainConfig)")
@@ -96,6 +99,8 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         cfg.use_prompt_voices = True
     if args.short_words:
         cfg.short_words = True
+    if args.pieces_at_pauses:
+        cfg.real_pieces_at_pauses = True
     for name in ("towers", "tts_digit_repeats"):  # counts: at least one
         value = getattr(args, name)
         if value is not None:

@@ -99,6 +99,9 @@ class TrainConfig:
     real_pieces: int = 3
     # whose prompts the pieces are cut from (prompts.PIECE_PEOPLE names the choices)
     real_people: tuple[str, ...] = OTHER_PEOPLE
+    # cut them from pause to pause (prompts.pause_piece: whole words or runs of words)
+    # instead of at random places
+    real_pieces_at_pauses: bool = False
     # words drawn from a system word list (synth.word_list_words), each said by this many of
     # the training voices, added to the non-digit words. 0: none. 3000 came out even in LOSO
     # (calibration cost 0.404 -> 0.405; held-out words taken 12.0 -> 12.7%, a recorded

@@ -108,7 +108,8 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
     elif cfg.real_pieces:
         voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
                                     tuple(cfg.real_people), english=False,
-                                    pieces_per_file=cfg.real_pieces)
+                                    pieces_per_file=cfg.real_pieces,
+                                    at_pauses=cfg.real_pieces_at_pauses)
         log.info("recorded non-digit speech: %d pieces of %s", len(voices.pieces),
                  ", ".join(voices.voices) or "nobody")
         corpus.word_waves += voices.pieces

@@ -114,14 +114,50 @@ def word_piece(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndar
     return wave[start : start + length]
 
 
+PAUSE_DB = 30.0  # a pause: this far below the recording's loudest 10 ms
+PAUSE_FRAMES = 4  # and at least this many 10 ms frames long
+
+
+def pause_points(wave: np.ndarray, rate: int) -> np.ndarray:
+    """Sample positions where a recording pauses (the middle of each stretch of at least
+    PAUSE_FRAMES quiet frames), and its two ends: where a spoken word can begin or end."""
+    frame = rate // 100
+    n = wave.size // frame
+    if n == 0:
+        return np.array([0, wave.size])
+    level = 10 * np.log10(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    quiet = np.concatenate([[False], level < level.max() - PAUSE_DB, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    middles = [(a + b) // 2 * frame for a, b in zip(starts, ends, strict=True)
+               if b - a >= PAUSE_FRAMES]
+    return np.unique([0, *middles, wave.size])
+
+
+def pause_piece(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Like word_piece, but from one pause to another: whole words or runs of words, as
+    a person saying a word alone sounds, not a stretch that starts or stops mid-sound. A
+    recording with no such stretch gives word_piece's."""
+    points = pause_points(wave, rate)
+    length = np.subtract.outer(points, points)  # [end, start]
+    ends, starts = np.nonzero((length >= 0.3 * rate) & (length <= 1.0 * rate))
+    if not len(starts):
+        return word_piece(wave, rate, rng)
+    k = int(rng.integers(len(starts)))
+    return wave[points[starts[k]] : points[ends[k]]]
+
+
 def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
                        other_languages: tuple[str, ...] = OTHER_LANGUAGES,
-                       english: bool = True, pieces_per_file: int = 1) -> PromptVoices:
+                       english: bool = True, pieces_per_file: int = 1,
+                       at_pauses: bool = False) -> PromptVoices:
     """Every usable recording under `root`, at `rate`; unreadable files are skipped and
     counted, absent languages warned about. other_languages=() reads Allison's English
     alone (the benchmark's recorded voice); english=False leaves her English out.
     pieces_per_file: word-length pieces cut from each other-language recording, at
-    independent places (one from a recording no longer than a piece)."""
+    independent places (one from a recording no longer than a piece); at_pauses cuts
+    them from pause to pause (pause_piece)."""
+    cut = pause_piece if at_pauses else word_piece
     out = PromptVoices()
     rng = np.random.default_rng([seed, 31])
 
@@ -155,7 +191,7 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
                 if wave is None:
                     continue
                 for k in range(pieces_per_file):
-                    piece = word_piece(wave, rate, rng)
+                    piece = cut(wave, rate, rng)
                     if k and piece.size == wave.size:  # the whole file: once is enough
                         break
                     out.pieces.append(piece)
