@@ -97,10 +97,15 @@ class TrainConfig:
     # -> 19.3%, FSDD held out 86.4 -> 86.5%; on seed 1235, 14.5 -> 11.4%, 19.9 -> 19.7%,
     # 86.7 -> 88.2%. Ignored with use_prompt_voices, which has them
     real_pieces: int = 3
-    # whose prompts the pieces are cut from (prompts.PIECE_PEOPLE names the choices)
+    # whose prompts the pieces are cut from (prompts.PIECE_PEOPLE names the choices). With
+    # Menardi's Italian woman as a fourth, LOSO was behind after four folds (arg-max george
+    # 92.8 -> 94.0, jackson 98.4 -> 95.6, lucas 96.2 -> 95.8, nicolas 87.0 -> 83.0%) and a
+    # recorded woman's words were taken more often (10.9 -> 12.6% at p(unknown) < 0.14)
     real_people: tuple[str, ...] = OTHER_PEOPLE
     # cut them from pause to pause (prompts.pause_piece: whole words or runs of words)
-    # instead of at random places
+    # instead of at random places. Off: in LOSO calibration cost 0.409 -> 0.427, FSDD held
+    # out 86.7 -> 84.9% clean; KLettres' clips taken 19.3 -> 17.8% at p(unknown) < 0.14, and
+    # no more digits right at an equal share of them taken
     real_pieces_at_pauses: bool = False
     # words drawn from a system word list (synth.word_list_words), each said by this many of
     # the training voices, added to the non-digit words. 0: none. 3000 came out even in LOSO
