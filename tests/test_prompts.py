@@ -194,6 +194,9 @@ def test_pieces_of_the_chosen_people_only(tree):
                                                  real_people=people, prompt_voices_dir=tree))
         assert corpus.recorded_voices == voices
         assert {round(_dominant_hz(w), -1) for w in corpus.word_waves} == hz
+    with pytest.raises(ValueError, match="no credit known for xx_XX_nobody"):
+        build_corpus(empty, TrainConfig(use_tts=False, real_people=("xx_XX_nobody",),
+                                        prompt_voices_dir=tree))
 
 
 @pytest.mark.parametrize(("voices", "named", "not_named"), [

@@ -17,7 +17,7 @@ from . import synth
 from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
 from .config import TrainConfig, UnknownMix
 from .data import Utterances
-from .prompts import load_prompt_voices
+from .prompts import PEOPLE_CREDITS, load_prompt_voices
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,10 @@ def build_corpus(fsdd: Utterances, cfg: TrainConfig,
         corpus.word_recorded += [True] * (len(corpus.word_waves) - len(corpus.word_recorded))
         corpus.recorded_voices = voices.voices
     elif cfg.real_pieces:
+        uncredited = [v for v in cfg.real_people if v not in PEOPLE_CREDITS]
+        if uncredited:  # before training, not at export: whom the licence could not name
+            raise ValueError(f"real_people: no credit known for {', '.join(uncredited)} "
+                             f"(prompts.PEOPLE_CREDITS)")
         voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
                                     tuple(cfg.real_people), english=False,
                                     pieces_per_file=cfg.real_pieces,
