@@ -95,7 +95,8 @@ class TrainConfig:
     # (calibration cost 0.404 -> 0.409); over the fold models at the same p(unknown) limit
     # (0.14) a recorded woman's non-digit words taken 14.5 -> 11.0%, KLettres' letters 20.2
     # -> 19.3%, FSDD held out 86.4 -> 86.5%; on seed 1235, 14.5 -> 11.4%, 19.9 -> 19.7%,
-    # 86.7 -> 88.2%. Ignored with use_prompt_voices, which has them
+    # 86.7 -> 88.2%. 6 came out even: cost 0.421, the same woman's words 11.4%, KLettres
+    # 20.1%. Ignored with use_prompt_voices, which has them
     real_pieces: int = 3
     # whose prompts the pieces are cut from (prompts.PIECE_PEOPLE names the choices). With
     # Menardi's Italian woman as a fourth, LOSO was behind after four folds (arg-max george
