@@ -71,7 +71,11 @@ def test_load_labels_digits_and_skips_bad_files(tree, caplog):
 def test_an_absent_package_is_a_warning(tmp_path, caplog):
     voices = load_prompt_voices(RATE, tmp_path / "nowhere")
     assert not voices.digit_waves and not voices.word_waves and not voices.pieces
-    assert "asterisk-core-sounds" in caplog.text
+    assert "asterisk-core-sounds-en-wav" in caplog.text
+    assert "asterisk-core-sounds-fr-wav" in caplog.text
+    load_prompt_voices(RATE, tmp_path / "nowhere", other_languages=("it_IT_f_Menardi",),
+                       english=False)
+    assert "it_IT_f_Menardi (Debian packages asterisk-prompt-it-menardi-wav)" in caplog.text
 
 
 def test_word_piece_is_a_stretch_of_the_recording():

@@ -63,6 +63,13 @@ OTHER_PEOPLE = ("fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
 PIECE_PEOPLE = (*OTHER_PEOPLE, "it_IT_f_Menardi")
 DIGIT_FILES = {f"digits/{d}.wav": d for d in range(10)}
 
+
+def debian_package(voice: str) -> str:
+    """The Debian package that installs a voice folder, for the message when it is absent."""
+    if voice == "it_IT_f_Menardi":
+        return "asterisk-prompt-it-menardi-wav"
+    return f"asterisk-core-sounds-{voice[:2]}-wav"  # Digium's core sounds, one per language
+
 # English recordings that must not teach "not a digit": homophones and near-homophones of
 # digits ("for", "oh" and the letter O said for zero, "niner"), and ordinals that are a
 # digit plus a breath of "th" (fourth ... ninth).
@@ -200,7 +207,7 @@ def load_prompt_voices(rate: int, root: Path = DEFAULT_DIR, seed: int = 0,
     wanted = (ENGLISH,) * english + tuple(other_languages)
     missing = [v for v in wanted if not (root / v).is_dir()]
     if missing:
-        log.warning("recorded prompt voices not installed under %s: %s (Debian packages "
-                    "asterisk-core-sounds-*-wav); going on without them", root,
-                    ", ".join(missing))
+        log.warning("recorded prompt voices not installed under %s: %s (Debian packages %s); "
+                    "going on without them", root, ", ".join(missing),
+                    ", ".join(debian_package(v) for v in missing))
     return out
