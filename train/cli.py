@@ -56,6 +56,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="blend each training example with another, weight from "
                              f"Beta(ALPHA, ALPHA) (default: {TrainConfig.mixup_alpha}; 0 is "
                              "off, see TrainConfig)")
+    parser.add_argument("--average-epochs", type=int, default=None, metavar="K",
+                        help="export the mean weights of the last K epochs (default: "
+                             f"{TrainConfig.average_epochs}, the last epoch's alone)")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -108,13 +111,17 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 1, got {value}")
             setattr(cfg, name, value)
-    for name, field in (("word_list", "word_list_words"), ("real_pieces", "real_pieces")):
+    for name, field in (("word_list", "word_list_words"), ("real_pieces", "real_pieces"),
+                        ("average_epochs", "average_epochs")):
         value = getattr(args, name)  # counts that may be zero (off)
         if value is not None:
             if value < 0:
                 flag = "--" + name.replace("_", "-")
                 raise DataError(f"{flag} must be at least 0, got {value}")
             setattr(cfg, field, value)
+    if cfg.average_epochs > cfg.epochs:
+        raise DataError(f"--average-epochs must be at most the epochs ({cfg.epochs}), "
+                        f"got {cfg.average_epochs}")
     if args.real_people is not None:
         people = tuple(v.strip() for v in args.real_people.split(",") if v.strip())
         unknown = [v for v in people if v not in PIECE_PEOPLE]

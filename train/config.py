@@ -68,6 +68,9 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
+    # the exported weights are the mean of the last this many epochs' (train.WeightAverage,
+    # tail averaging as in SWA); 0 keeps the last epoch's
+    average_epochs: int = 0
     # train.mixup; 0 is off. At 0.3 a full LOSO lost in noise (digits right 81.1 -> 78.1%),
     # calibration cost 0.404 -> 0.421
     mixup_alpha: float = 0.0

@@ -43,6 +43,52 @@ def mixup(x: np.ndarray, targets: np.ndarray, alpha: float, rng: np.random.Gener
     return mixed_x.astype(x.dtype), mixed_t.astype(np.float32)
 
 
+class WeightAverage:
+    """Running mean of a model's trainable weights over the last epochs (tail averaging, as
+    in SWA: Izmailov et al. 2018): the mean of nearby solutions sits nearer the middle of a
+    wide minimum than any one of them, which is what an unheard voice needs. Batch norm's
+    running statistics belong to no one snapshot, so apply() measures them again on data."""
+
+    def __init__(self) -> None:
+        self.mean: list[np.ndarray] | None = None
+        self.count = 0
+
+    def update(self, model) -> None:
+        weights = [np.asarray(v.numpy(), dtype=np.float64) for v in model.trainable_variables]
+        self.count += 1
+        if self.mean is None:
+            self.mean = weights
+        else:
+            self.mean = [m + (w - m) / self.count for m, w in zip(self.mean, weights, strict=True)]
+
+    def apply(self, model, x: np.ndarray, batch_size: int) -> None:
+        """Put the mean weights into `model`, then its batch-norm statistics from `x`."""
+        if self.mean is None:
+            raise ValueError("no weights averaged yet")
+        for variable, mean in zip(model.trainable_variables, self.mean, strict=True):
+            variable.assign(mean.astype(variable.dtype))
+        refresh_batch_norm(model, x, batch_size)
+
+
+def refresh_batch_norm(model, x: np.ndarray, batch_size: int) -> None:
+    """Batch norm's moving mean and variance measured again over `x`: the mean of the batch
+    statistics, as in training mode (PyTorch's swa_utils.update_bn does the same). Each
+    layer's momentum is set per batch so its moving value is the running mean of them."""
+    import keras
+
+    norms = [layer for layer in model.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for i, start in enumerate(range(0, len(x), batch_size)):
+            for layer in norms:  # new = old * i/(i+1) + batch/(i+1)
+                layer.momentum = i / (i + 1)
+            model(x[start:start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+
+
 def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     import keras
     from tqdm import tqdm
@@ -73,6 +119,10 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         loss=losses, metrics=metrics,  # keywords: the third positional is loss_weights
     )
+    if not 0 <= cfg.average_epochs <= cfg.epochs:
+        raise ValueError(f"average_epochs must be in 0..epochs ({cfg.epochs}), "
+                         f"got {cfg.average_epochs}")
+    average = WeightAverage()
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(make_epoch, corpus, cfg, 0)
         bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=False)
@@ -101,4 +151,8 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
             if adversarial:  # near ln 2 = 0.69 when the head cannot tell the voices apart
                 log.info("%s epoch %d voice-head loss %.3f", desc, epoch,
                          history.history["voice_loss"][-1])
+            if epoch >= cfg.epochs - cfg.average_epochs:
+                average.update(model)
+    if cfg.average_epochs:  # the last epoch's examples, as augmented, give batch norm's stats
+        average.apply(model, x, cfg.batch_size)
     return model
