@@ -91,3 +91,42 @@ def test_average_epochs_is_set_from_the_command_line(capsys):
     assert "--average-epochs must be at least 0" in capsys.readouterr().err
     assert cli.main(["fit", "--quick", "--epochs", "4", "--average-epochs", "5"]) == 2
     assert "--average-epochs must be at most the epochs (4)" in capsys.readouterr().err
+
+
+def test_the_swa_schedule_decays_to_its_floor_by_the_first_averaged_epoch_and_stays():
+    from digitd.train.config import TrainConfig
+    from digitd.train.train import learning_rate_schedule
+
+    cfg = TrainConfig(epochs=10, average_epochs=4, average_learning_rate=0.1,
+                      learning_rate=1e-3)
+    schedule = learning_rate_schedule(cfg, steps_per_epoch=5)
+    rate = [float(schedule(step)) for step in range(50)]
+    assert rate[0] == pytest.approx(1e-3)
+    assert rate[15] == pytest.approx(1e-4 + 0.9e-3 * 0.5, rel=1e-5)  # halfway through decay
+    assert all(a > b for a, b in zip(rate[:30], rate[1:31], strict=True))  # decays ...
+    assert rate[30:] == pytest.approx([1e-4] * 20)  # ... then flat while the average gathers
+    # without a floor it is the cosine decay over the whole run, as before
+    plain = learning_rate_schedule(TrainConfig(epochs=10, learning_rate=1e-3), 5)
+    assert float(plain(49)) < float(plain(30)) < 1e-3
+
+
+def test_swa_settings_that_cannot_work_are_refused(capsys):
+    from digitd.train import cli
+    from digitd.train.config import TrainConfig
+    from digitd.train.schedule import CosineThenConstant
+    from digitd.train.train import train_model
+
+    with pytest.raises(ValueError, match="bad schedule"):
+        CosineThenConstant(1e-3, 10, 0.0)
+    # a config built in code is checked before any training: corpus is never reached
+    with pytest.raises(ValueError, match="average_learning_rate needs average_epochs"):
+        train_model(None, TrainConfig(average_learning_rate=0.1))
+    with pytest.raises(ValueError, match="average_epochs must be in 0..epochs"):
+        train_model(None, TrainConfig(epochs=4, average_epochs=5))
+    assert cli.main(["fit", "--quick", "--average-lr", "0.1"]) == 2
+    assert "--average-lr needs --average-epochs" in capsys.readouterr().err
+    assert cli.main(["fit", "--quick", "--average-epochs", "2", "--average-lr", "2"]) == 2
+    assert "--average-lr must be in [0, 1]" in capsys.readouterr().err
+    parse = cli.build_parser().parse_args
+    cfg = cli.make_config(parse(["fit", "--average-epochs", "10", "--average-lr", "0.1"]))
+    assert (cfg.average_epochs, cfg.average_learning_rate) == (10, 0.1)

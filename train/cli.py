@@ -59,6 +59,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--average-epochs", type=int, default=None, metavar="K",
                         help="export the mean weights of the last K epochs (default: "
                              f"{TrainConfig.average_epochs}, the last epoch's alone)")
+    parser.add_argument("--average-lr", type=float, default=None, metavar="F",
+                        help="with --average-epochs: the learning rate decays to F times its "
+                             "start by the first averaged epoch and stays there (SWA); "
+                             f"default {TrainConfig.average_learning_rate}, the cosine decay "
+                             "over the whole run")
     parser.add_argument("--prompt-voices", action="store_true",
                         help="also train on the recorded Asterisk prompt voices "
                              "(asterisk-core-sounds-*-wav; off by default, see TrainConfig)")
@@ -122,6 +127,12 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     if cfg.average_epochs > cfg.epochs:
         raise DataError(f"--average-epochs must be at most the epochs ({cfg.epochs}), "
                         f"got {cfg.average_epochs}")
+    if args.average_lr is not None:
+        if not 0.0 <= args.average_lr <= 1.0:
+            raise DataError(f"--average-lr must be in [0, 1], got {args.average_lr}")
+        if args.average_lr > 0 and not cfg.average_epochs:
+            raise DataError("--average-lr needs --average-epochs")
+        cfg.average_learning_rate = args.average_lr
     if args.real_people is not None:
         people = tuple(v.strip() for v in args.real_people.split(",") if v.strip())
         unknown = [v for v in people if v not in PIECE_PEOPLE]

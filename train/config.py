@@ -71,6 +71,10 @@ class TrainConfig:
     # the exported weights are the mean of the last this many epochs' (train.WeightAverage,
     # tail averaging as in SWA); 0 keeps the last epoch's
     average_epochs: int = 0
+    # with average_epochs: the learning rate decays to this share of learning_rate by the
+    # first averaged epoch and stays there (SWA's constant rate); 0 keeps the cosine decay
+    # over the whole run
+    average_learning_rate: float = 0.0
     # train.mixup; 0 is off. At 0.3 a full LOSO lost in noise (digits right 81.1 -> 78.1%),
     # calibration cost 0.404 -> 0.421
     mixup_alpha: float = 0.0

@@ -89,12 +89,35 @@ def refresh_batch_norm(model, x: np.ndarray, batch_size: int) -> None:
             layer.momentum = momentum
 
 
+def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    """Cosine decay from cfg.learning_rate over the whole run to 2% of it; or, with
+    average_learning_rate set, over the epochs before the averaged ones down to that share of
+    it, held there while the average gathers (SWA's constant rate: the snapshots then spread
+    over the minimum instead of settling in one point of it)."""
+    import keras
+
+    from .schedule import CosineThenConstant
+
+    if cfg.average_learning_rate <= 0:
+        return keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate, decay_steps=cfg.epochs * steps_per_epoch, warmup_target=None,
+            alpha=0.02)
+    return CosineThenConstant(cfg.learning_rate,
+                              (cfg.epochs - cfg.average_epochs) * steps_per_epoch,
+                              cfg.average_learning_rate)
+
+
 def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
     import keras
     from tqdm import tqdm
 
     from .models import build_model, masked_voice_loss, training_outputs, with_voice_head
 
+    if not 0 <= cfg.average_epochs <= cfg.epochs:
+        raise ValueError(f"average_epochs must be in 0..epochs ({cfg.epochs}), "
+                         f"got {cfg.average_epochs}")
+    if cfg.average_learning_rate > 0 and not cfg.average_epochs:
+        raise ValueError("average_learning_rate needs average_epochs")
     seed_everything(cfg.seed)
     model = build_model(cfg.features.shape, len(LABELS), cfg.width, cfg.dropout,
                         cfg.first_pool, cfg.towers)
@@ -105,10 +128,7 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
               else training_outputs(model, cfg.towers))
     n_digits = len(corpus.digit_waves)
     epoch_size = n_digits + int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
-    steps = cfg.epochs * -(-epoch_size // cfg.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate, decay_steps=steps, warmup_target=None, alpha=0.02
-    )
+    schedule = learning_rate_schedule(cfg, -(-epoch_size // cfg.batch_size))
     criterion = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
     if adversarial:
         losses, metrics = [criterion, masked_voice_loss], [["accuracy"], []]
@@ -119,9 +139,6 @@ def train_model(corpus: Corpus, cfg: TrainConfig, desc: str = "train"):
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         loss=losses, metrics=metrics,  # keywords: the third positional is loss_weights
     )
-    if not 0 <= cfg.average_epochs <= cfg.epochs:
-        raise ValueError(f"average_epochs must be in 0..epochs ({cfg.epochs}), "
-                         f"got {cfg.average_epochs}")
     average = WeightAverage()
     with ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(make_epoch, corpus, cfg, 0)
