@@ -1,5 +1,6 @@
-"""Tail weight averaging (train.WeightAverage): the exported weights are the mean of the last
-epochs' weights, and batch norm's statistics are measured again for them."""
+"""Weight averaging (train.WeightAverage, SWA): the exported weights are the mean of the last
+epochs' weights, batch norm's statistics are measured again for them, and the learning rate
+can stay flat while the average gathers (schedule.CosineThenConstant)."""
 
 from __future__ import annotations
 
