@@ -1,7 +1,8 @@
 """The spectrogram CNN: a small depthwise-separable network (DS-CNN, as in ARM's KWS work).
 
 About 25k parameters at width 64: an int8 file of a few tens of KB and well under a
-millisecond per utterance, so a Raspberry Pi runs it without noticing.
+millisecond per utterance, so a Raspberry Pi runs it without noticing. A BC-ResNet in its
+place (README, trials: 96 KB at tau 2) came out 5 points behind on a held-out speaker.
 """
 
 from __future__ import annotations
