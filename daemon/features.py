@@ -1,17 +1,21 @@
-"""Waveform -> model input. The one source of truth for features.
+"""Waveform -> log-mel frames for the speech embedding. The one source of truth for features.
 
 Numpy only: the daemon imports this, and training imports the very same functions, so the
 model never sees features computed by other code. Every parameter lives in `FeatureConfig`,
 which is written into the model's metadata JSON and read back from it at run time.
 
-Pipeline for one utterance (mono float waveform at the model's sample rate):
-  trim leading/trailing silence -> centre-pad or crop to a fixed window -> STFT (periodic
-  Hann) -> power -> mel (Slaney scale and norm, as librosa) -> dB referenced to the
-  utterance's own peak, floored at -top_db -> scaled to [-1, 1].
+The front end is the contract of Google's speech_embedding (Lin et al. 2020), as the
+`melspectrogram.tflite` that openWakeWord ships computes it, reproduced here (tests prove the
+equality on real audio):
+  16 kHz samples at int16 scale -> frames of 512 samples every 160 (10 ms), a periodic Hann
+  window of 400 samples centred in each frame -> power spectrum -> 32 Slaney mel bands over
+  60-3800 Hz -> 10 log10(max(power, 1e-10)) -> floored 80 dB under the loudest value of each
+  group of 8 frames (the reference computes 8 frames per call) -> x / 10 + 2.
+The embedding network then maps 76 such frames to one 96-dim vector, one every 8 frames
+(80 ms), and the classifier reads `head_embeddings` consecutive vectors.
 
-Referencing each utterance to its own peak is the per-utterance normalization: it removes
-gain, and it gives zero padding, digital silence and the quietest noise one shared floor
-(-1), the same in training and in the daemon.
+FSDD is 8 kHz: upsampled it has nothing above 4 kHz, and this front end stops at 3.8 kHz, so
+"no highs" cannot become a hint of "FSDD".
 """
 
 from __future__ import annotations
@@ -25,28 +29,41 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = 8000
-    window_samples: int = 8000  # 1.0 s: FSDD's 99th percentile is 0.92 s
-    n_fft: int = 256
-    hop_length: int = 128
-    n_mels: int = 40
-    fmin: float = 20.0
-    fmax: float = 4000.0
-    top_db: float = 80.0  # dynamic range kept below the utterance's peak
-    amin: float = 1e-14  # power floor before the log
-    ref_floor_db: float = -60.0  # peak reference never below this: silence stays at the floor
+    sample_rate: int = 16000
+    n_fft: int = 512  # samples per STFT frame
+    win_length: int = 400  # 25 ms periodic Hann, centred in the frame
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 32
+    fmin: float = 60.0
+    fmax: float = 3800.0
+    amin: float = 1e-10  # power floor before the log
+    top_db: float = 80.0  # floor below the loudest value of each group of frames
+    floor_group: int = 8  # frames per group for that floor (the reference's chunk)
+    input_scale: float = 32768.0  # samples in [-1, 1] -> int16 scale, as the reference takes
+    embedding_frames: int = 76  # mel frames per embedding (775 ms)
+    embedding_step: int = 8  # mel frames between embeddings (80 ms)
+    head_embeddings: int = 16  # embeddings the classifier reads (1.98 s of audio)
+    tail_seconds: float = 0.15  # a whole-file word ends this far before the window's end
+    pad_dbfs: float = -80.0  # a short clip is padded with noise this loud, a quiet room's
+    # microphone: digital silence is no room, and its log-mel lies far below anything heard
     trim_db: float = 40.0  # frames quieter than peak - trim_db at the ends are silence
-    trim_frame: int = 80  # 10 ms at 8 kHz
-    trim_margin_frames: int = 5  # keep 50 ms around the speech so weak onsets (f, s, th) survive
+    trim_frame: int = 160  # 10 ms
+    trim_margin_frames: int = 5  # keep 50 ms around the speech so weak onsets survive
 
     @property
-    def n_frames(self) -> int:
-        return 1 + (self.window_samples - self.n_fft) // self.hop_length
+    def window_frames(self) -> int:
+        """Mel frames behind the classifier's input."""
+        return self.embedding_frames + self.embedding_step * (self.head_embeddings - 1)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """Model input shape without batch and channel: (frames, mels)."""
-        return (self.n_frames, self.n_mels)
+    def window_samples(self) -> int:
+        """Audio behind the classifier's input."""
+        return (self.window_frames - 1) * self.hop_length + self.n_fft
+
+    @property
+    def embedding_samples(self) -> int:
+        """Audio between two embeddings (80 ms)."""
+        return self.embedding_step * self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,12 +103,17 @@ def frame_power(x: np.ndarray, frame: int) -> np.ndarray:
     return np.mean(padded.reshape(n_frames, frame) ** 2, axis=1)
 
 
+def frame_db(x: np.ndarray, frame: int) -> np.ndarray:
+    """Energy of each `frame`-sample frame in dB (full scale 0 dB), -200 for digital silence."""
+    return 10.0 * np.log10(frame_power(x, frame) + 1e-20)
+
+
 def speech_bounds(x: np.ndarray, frame: int, below_peak_db: float, margin_frames: int = 0
                   ) -> tuple[int, int]:
     """(start, stop) samples from the first to the last `frame`-sample frame within
     below_peak_db of the loudest, widened by margin_frames each side; all of x for
     digital silence."""
-    energy_db = 10.0 * np.log10(frame_power(x, frame) + 1e-20)
+    energy_db = frame_db(x, frame)
     peak = energy_db.max()
     if peak < -150.0:  # digital silence: nothing to trim towards
         return 0, x.size
@@ -107,23 +129,35 @@ def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return x[start:stop]
 
 
-def fit_window(x: np.ndarray, cfg: FeatureConfig, position: float = 0.5) -> np.ndarray:
-    """Pad with zeros or crop to exactly window_samples.
+def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = None
+                     ) -> np.ndarray:
+    """One word -> exactly window_samples of audio, the word ending `tail` seconds (default
+    cfg.tail_seconds) before the end, as the end of a VAD segment places it in a stream.
 
-    Shorter input is placed at `position` (0 = start, 0.5 = centred, 1 = end) in zeros.
-    Longer input is cropped to the window holding the most energy, so a long segment keeps
-    its word instead of its first second.
+    Shorter input is padded before (and after) with the same seeded noise at pad_dbfs every
+    time; longer input keeps the loudest stretch that fits, so a long clip keeps its word
+    instead of its first two seconds.
     """
     w = cfg.window_samples
-    if x.size <= w:
-        out = np.zeros(w)
-        start = int(round((w - x.size) * min(1.0, max(0.0, position))))
-        out[start : start + x.size] = x
-        return out
-    cumulative = np.concatenate(([0.0], np.cumsum(x * x)))
-    window_energy = cumulative[w:] - cumulative[:-w]
-    start = int(np.argmax(window_energy))
-    return x[start : start + w].copy()
+    tail_samples = int(round((cfg.tail_seconds if tail is None else tail) * cfg.sample_rate))
+    tail_samples = min(max(0, tail_samples), w - 1)
+    room = w - tail_samples
+    if x.size > room:
+        cumulative = np.concatenate(([0.0], np.cumsum(x * x)))
+        energy = cumulative[room:] - cumulative[:-room]
+        start = int(np.argmax(energy))
+        x = x[start : start + room]
+    out = pad_noise(w, cfg.pad_dbfs).copy()
+    out[room - x.size : room] = x
+    return out
+
+
+@lru_cache(maxsize=4)
+def pad_noise(n: int, dbfs: float) -> np.ndarray:
+    """n samples of white noise at dbfs RMS, the same every call."""
+    noise = np.random.default_rng(20021322).standard_normal(n) * 10 ** (dbfs / 20)
+    noise.flags.writeable = False
+    return noise
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -165,47 +199,78 @@ def mel_filterbank(
 
 
 @lru_cache(maxsize=8)
-def hann_window(n: int) -> np.ndarray:
-    """Periodic Hann window (scipy.signal.get_window('hann', n), as librosa uses)."""
-    w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+def frame_window(n_fft: int, win_length: int) -> np.ndarray:
+    """Periodic Hann of win_length samples, zero-padded to n_fft and centred in it."""
+    w = np.zeros(n_fft)
+    offset = (n_fft - win_length) // 2
+    w[offset : offset + win_length] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length)
+                                                         / win_length)
     w.flags.writeable = False
     return w
 
 
-def power_spectrogram(x: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT|^2 without centre padding, shape (frames, n_fft // 2 + 1)."""
-    if x.size < n_fft:
-        x = np.pad(x, (0, n_fft - x.size))
-    n_frames = 1 + (x.size - n_fft) // hop_length
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length][:n_frames]
-    spectrum = np.fft.rfft(frames * hann_window(n_fft), axis=1)
-    return spectrum.real**2 + spectrum.imag**2
+def n_mel_frames(n_samples: int, cfg: FeatureConfig) -> int:
+    return 0 if n_samples < cfg.n_fft else 1 + (n_samples - cfg.n_fft) // cfg.hop_length
 
 
-def mel_power(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Mel power spectrogram, shape (frames, n_mels)."""
-    basis = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-    return power_spectrogram(x, cfg.n_fft, cfg.hop_length) @ basis.T
+def log_mel(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Samples in [-1, 1] -> scaled log-mel frames, float32 (frames, n_mels).
 
-
-def normalize_log(mel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Power -> dB below the utterance's peak, floored at -top_db, scaled to [-1, 1]."""
-    db = 10.0 * np.log10(np.maximum(mel, cfg.amin))
-    ref = max(float(db.max()), cfg.ref_floor_db)
-    db = np.maximum(db - ref, -cfg.top_db)
-    return db / (cfg.top_db / 2.0) + 1.0
-
-
-def window_features(window: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Features of an already fitted window: float32 (frames, n_mels) in [-1, 1]."""
-    return normalize_log(mel_power(window, cfg), cfg).astype(np.float32)
-
-
-def extract(waveform: np.ndarray, cfg: FeatureConfig, position: float = 0.5) -> np.ndarray:
-    """One utterance -> model input (frames, n_mels), float32 in [-1, 1].
-
-    `position` places a short utterance in its window; inference uses the default centre,
-    training varies it (time-shift augmentation through the same code path).
+    Frame i covers samples [i * hop, i * hop + n_fft). The 80 dB floor is taken per group of
+    floor_group frames counted from the first, so a stream cut at multiples of
+    floor_group * hop samples gives the same frames in pieces as whole. Computed in float32,
+    as the reference is: a stream embeds a few windows a second, a Pi has little to spare.
     """
+    n = n_mel_frames(x.size, cfg)
+    if n == 0:
+        return np.zeros((0, cfg.n_mels), dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[:: cfg.hop_length][:n]
+    window, basis = _frame_constants(cfg.n_fft, cfg.win_length, cfg.input_scale,
+                                     cfg.sample_rate, cfg.n_mels, cfg.fmin, cfg.fmax)
+    spectrum = np.fft.rfft(frames * window, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    db = 10.0 * np.log10(np.maximum(power @ basis, cfg.amin))
+    g = cfg.floor_group
+    groups = -(-n // g)
+    peak = np.full(groups * g, -np.inf, dtype=np.float32)
+    peak[:n] = db.max(axis=1)
+    floor = np.repeat(peak.reshape(groups, g).max(axis=1) - cfg.top_db, g)[:n]
+    return np.maximum(db, floor[:, None]) / 10.0 + 2.0
+
+
+@lru_cache(maxsize=4)
+def _frame_constants(n_fft: int, win_length: int, scale: float, sample_rate: int, n_mels: int,
+                     fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scaled analysis window and the mel basis (bins, mels), float32."""
+    window = (frame_window(n_fft, win_length) * scale).astype(np.float32)
+    basis = np.ascontiguousarray(mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T,
+                                 dtype=np.float32)
+    window.flags.writeable = basis.flags.writeable = False
+    return window, basis
+
+
+def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
+    """Embeddings in n_frames mel frames: one per embedding_step once embedding_frames fill."""
+    if n_frames < cfg.embedding_frames:
+        return 0
+    return 1 + (n_frames - cfg.embedding_frames) // cfg.embedding_step
+
+
+def mel_windows(mel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mel frames -> the embedding network's inputs, one every embedding_step frames:
+    shape (n, embedding_frames, n_mels), a view."""
+    if mel.shape[0] < cfg.embedding_frames:
+        return np.zeros((0, cfg.embedding_frames, cfg.n_mels), dtype=mel.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(mel, cfg.embedding_frames, axis=0)
+    return view[:: cfg.embedding_step].transpose(0, 2, 1)
+
+
+def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None
+               ) -> np.ndarray:
+    """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels).
+
+    `tail` places the word in its window; inference uses the default, training varies it
+    (time-shift augmentation through the same code path)."""
     x = check_waveform(waveform)
-    return window_features(fit_window(trim_silence(x, cfg), cfg, position), cfg)
+    return log_mel(utterance_window(trim_silence(x, cfg), cfg, tail), cfg)

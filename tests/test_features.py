@@ -1,4 +1,5 @@
-"""The shared feature code: equal to librosa on real audio, sane on edge cases."""
+"""The shared front end: equal to the speech embedding's own TFLite front end on real audio,
+the Keras embedding equal to its TFLite file, sane on edge cases."""
 
 from __future__ import annotations
 
@@ -7,123 +8,141 @@ import pytest
 from digitd.daemon.audio import read_audio
 from digitd.daemon.features import (
     FeatureConfig,
-    extract,
-    fit_window,
-    mel_power,
-    normalize_log,
-    power_spectrogram,
+    log_mel,
+    mel_filterbank,
+    mel_windows,
+    n_embeddings,
+    pad_noise,
     trim_silence,
+    utterance_window,
+    window_mel,
 )
 
 CFG = FeatureConfig()
-FILES = ["0_george_0.wav", "3_jackson_12.wav", "7_lucas_40.wav", "9_yweweler_3.wav",
-         "6_nicolas_8.wav", "4_theo_21.wav"]
+FSDD_FILES = ["0_george_0.wav", "3_jackson_12.wav", "7_lucas_40.wav", "9_yweweler_3.wav",
+              "6_nicolas_8.wav", "4_theo_21.wav"]
+SC_FILES = ["nine", "three", "happy", "stop", "zero", "left"]  # first clip of each word
+# melspectrogram.tflite computes in float32, we in float64: its values (x / 10 + 2) span
+# about -8..14, and the two agree to 1e-4 (seen: 1.4e-5).
+TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", params=FILES)
-def window(request, recordings) -> np.ndarray:
-    wave = read_audio(recordings / request.param, CFG.sample_rate)
-    return fit_window(trim_silence(wave.astype(np.float64), CFG), CFG)
+def real_clips(recordings, speech_commands) -> list[np.ndarray]:
+    clips = [read_audio(recordings / name, CFG.sample_rate) for name in FSDD_FILES]
+    for word in SC_FILES:
+        first = sorted((speech_commands / word).glob("*.flac"))[0]
+        clips.append(read_audio(first, CFG.sample_rate))
+    return [c.astype(np.float64) for c in clips]
 
 
-def test_stft_power_equals_librosa(window):
-    librosa = pytest.importorskip("librosa")
-    ours = power_spectrogram(window, CFG.n_fft, CFG.hop_length)
-    ref = np.abs(librosa.stft(window, n_fft=CFG.n_fft, hop_length=CFG.hop_length,
-                              window="hann", center=False)) ** 2
-    assert ours.shape == ref.T.shape
-    # Relative to the loudest bin: float64 FFTs agree to ~1e-12 of full scale.
-    assert np.max(np.abs(ours - ref.T)) <= 1e-9 * ref.max()
+def reference_mel(x: np.ndarray) -> np.ndarray:
+    """openWakeWord's front end as it runs it: 1760-sample calls every 1280 samples."""
+    from ai_edge_litert import interpreter as litert
+    from digitd.train.embedding import reference_path
+
+    model = litert.Interpreter(model_path=str(reference_path("melspectrogram.tflite")))
+    model.resize_tensor_input(0, [1, 1760])
+    model.allocate_tensors()
+    out = []
+    for start in range(0, x.size - 1760 + 1, 1280):
+        model.set_tensor(model.get_input_details()[0]["index"],
+                         (x[start : start + 1760] * 32768).astype(np.float32)[None])
+        model.invoke()
+        out.append(model.get_tensor(model.get_output_details()[0]["index"])[0, 0] / 10 + 2)
+    return np.concatenate(out)
 
 
-def test_mel_equals_librosa_melspectrogram(window):
-    librosa = pytest.importorskip("librosa")
-    ours = mel_power(window, CFG)
-    ref = librosa.feature.melspectrogram(
-        y=window, sr=CFG.sample_rate, n_fft=CFG.n_fft, hop_length=CFG.hop_length,
-        center=False, power=2.0, n_mels=CFG.n_mels, fmin=CFG.fmin, fmax=CFG.fmax,
-    )
-    assert ours.shape == ref.T.shape == (CFG.n_frames, CFG.n_mels)
-    # librosa builds its mel filters in float32, so agreement is float32-deep: the max abs
-    # difference is below 1e-6 of the largest mel value (seen: ~2e-8).
-    assert np.max(np.abs(ours - ref.T)) <= 1e-6 * ref.max()
+def test_log_mel_equals_melspectrogram_tflite_on_real_audio(recordings, speech_commands):
+    pytest.importorskip("pyopen_wakeword")
+    for x in real_clips(recordings, speech_commands):
+        x = np.concatenate([np.zeros(4000), x, np.zeros(4000)])  # digital silence too
+        ref = reference_mel(x)
+        ours = log_mel(x[: (ref.shape[0] // 8 - 1) * 1280 + 1760], CFG)
+        assert ours.shape == ref.shape
+        assert np.max(np.abs(ours - ref)) <= TOLERANCE
+
+
+def test_keras_embedding_equals_embedding_model_tflite(recordings, speech_commands):
+    pytest.importorskip("pyopen_wakeword")
+    from ai_edge_litert import interpreter as litert
+    from digitd.train.embedding import build_embedding, reference_path
+
+    model = litert.Interpreter(model_path=str(reference_path()))
+    model.allocate_tensors()
+    keras_model = build_embedding()
+    for x in real_clips(recordings, speech_commands)[::3]:
+        mel = window_mel(x, CFG)
+        ours = np.asarray(keras_model(mel[None, :, :, None]))[0]
+        assert ours.shape == (CFG.head_embeddings, 96)
+        for j, window in enumerate(mel_windows(mel, CFG)):
+            model.set_tensor(model.get_input_details()[0]["index"], window[None, :, :, None])
+            model.invoke()
+            ref = model.get_tensor(model.get_output_details()[0]["index"]).reshape(96)
+            # one long pass shares the time convolutions of 16 windows: float32-equal
+            assert np.max(np.abs(ours[j] - ref)) <= 1e-3 * np.max(np.abs(ref))
 
 
 def test_mel_filterbank_equals_librosa():
     librosa = pytest.importorskip("librosa")
-    from digitd.daemon.features import mel_filterbank
-
     ours = mel_filterbank(CFG.sample_rate, CFG.n_fft, CFG.n_mels, CFG.fmin, CFG.fmax)
     ref = librosa.filters.mel(sr=CFG.sample_rate, n_fft=CFG.n_fft, n_mels=CFG.n_mels,
                               fmin=CFG.fmin, fmax=CFG.fmax, dtype=np.float64)
     assert np.max(np.abs(ours - ref)) <= 1e-12
 
 
-def test_log_normalization_equals_librosa_power_to_db(window):
-    librosa = pytest.importorskip("librosa")
-    mel = mel_power(window, CFG)
-    ref_db = librosa.power_to_db(mel, ref=np.max, amin=CFG.amin, top_db=CFG.top_db)
-    ours = normalize_log(mel, CFG)
-    # Max abs difference on the [-1, 1] scale: 1e-9 (float64 throughout).
-    assert np.max(np.abs(ours - (ref_db / (CFG.top_db / 2) + 1))) <= 1e-9
+def test_a_stream_in_pieces_gives_the_frames_of_the_whole(recordings):
+    x = read_audio(recordings / "5_theo_3.wav", CFG.sample_rate).astype(np.float64)
+    x = np.concatenate([np.zeros(9000), x, np.zeros(9000)])
+    whole = log_mel(x, CFG)
+    step = CFG.embedding_samples  # pieces start on the 8-frame grid
+    pieces = [log_mel(x[k * step : k * step + 4 * step + CFG.n_fft - CFG.hop_length], CFG)
+              for k in range(0, (x.size - 4 * step) // step, 4)]
+    joined = np.concatenate(pieces)
+    # equal but for float32 rounding (BLAS sums a block of frames in its own order)
+    assert np.allclose(joined, whole[: joined.shape[0]], rtol=0, atol=1e-5)
 
 
-def test_extract_shape_range_dtype(recordings):
-    feats = extract(read_audio(recordings / "5_theo_3.wav", CFG.sample_rate), CFG)
-    assert feats.shape == CFG.shape
-    assert feats.dtype == np.float32
-    assert feats.min() >= -1.0 and feats.max() <= 1.0
-    assert feats.max() == pytest.approx(1.0)  # the peak is the reference
+def test_the_window_holds_the_classifier_input_exactly():
+    assert CFG.window_frames == 196 and n_embeddings(CFG.window_frames, CFG) == 16
+    mel = log_mel(np.zeros(CFG.window_samples), CFG)
+    assert mel.shape == (CFG.window_frames, CFG.n_mels)
+    assert mel_windows(mel, CFG).shape == (16, 76, 32)
 
 
-def test_gain_invariance(recordings):
-    wave = read_audio(recordings / "2_lucas_7.wav", CFG.sample_rate)
-    a, b = extract(wave, CFG), extract(wave * 0.01, CFG)
-    assert np.max(np.abs(a - b)) < 1e-4
+def test_the_word_ends_tail_seconds_before_the_window_end(recordings):
+    word = trim_silence(read_audio(recordings / "2_lucas_7.wav", 16000).astype(np.float64), CFG)
+    pad = pad_noise(CFG.window_samples, CFG.pad_dbfs)
+    assert abs(10 * np.log10(np.mean(pad**2)) - CFG.pad_dbfs) < 0.1  # a quiet microphone
+    for tail in (0.0, 0.15, 0.4):
+        window = utterance_window(word, CFG, tail)
+        end = CFG.window_samples - int(round(tail * 16000))
+        assert np.array_equal(window[end - word.size : end], word)
+        assert np.array_equal(window[end:], pad[end:])
+        assert np.array_equal(window[: end - word.size], pad[: end - word.size])
 
 
-def test_silence_is_the_floor():
-    feats = extract(np.zeros(8000), CFG)
-    assert np.all(feats == -1.0)
-    quiet = extract(np.full(8000, 1e-9), CFG)
-    assert np.all(np.isfinite(quiet)) and quiet.max() <= -0.99
-
-
-def test_zero_padding_meets_the_floor(recordings):
-    wave = read_audio(recordings / "1_jackson_0.wav", CFG.sample_rate)
-    feats = extract(wave, CFG)
-    # The word is shorter than the window: the padded frames at both ends sit at the floor.
-    assert np.all(feats[0] == -1.0) and np.all(feats[-1] == -1.0)
-
-
-def test_clipping_is_finite_and_in_range(recordings):
-    wave = read_audio(recordings / "8_george_9.wav", CFG.sample_rate)
-    clipped = np.clip(wave * 50.0, -1.0, 1.0)
-    feats = extract(clipped, CFG)
-    assert np.all(np.isfinite(feats)) and feats.min() >= -1 and feats.max() <= 1
-    # Out-of-range floats (a hot float WAV) are fine too: the features are gain-invariant.
-    assert np.all(np.isfinite(extract(wave * 1000.0, CFG)))
-
-
-@pytest.mark.parametrize("n", [1, 10, 255, 256, 257])
-def test_very_short_input(n):
-    rng = np.random.default_rng(n)
-    feats = extract(rng.normal(size=n) * 0.1, CFG)
-    assert feats.shape == CFG.shape and np.all(np.isfinite(feats))
-
-
-def test_very_long_input_keeps_the_word(recordings):
+def test_a_long_clip_keeps_its_word(recordings):
     word = read_audio(recordings / "3_theo_5.wav", CFG.sample_rate)
     rng = np.random.default_rng(0)
-    noise = rng.normal(size=5 * CFG.sample_rate) * 1e-3
-    long = noise.copy()
-    start = 3 * CFG.sample_rate
+    long = rng.normal(size=6 * CFG.sample_rate) * 1e-3
+    start = 4 * CFG.sample_rate
     long[start : start + word.size] += word
-    # 5 s in, 1 s out: the crop must hold the word, not the first second of hiss.
-    feats = extract(long, CFG)
-    assert feats.shape == CFG.shape
-    cropped = fit_window(long, CFG)
-    assert np.sum(cropped**2) >= 0.99 * np.sum(word**2)
+    window = utterance_window(long, CFG)
+    assert window.size == CFG.window_samples
+    assert np.sum(window**2) >= 0.99 * np.sum(word**2)
+
+
+@pytest.mark.parametrize("n", [1, 10, 511, 512, 513])
+def test_very_short_input(n):
+    rng = np.random.default_rng(n)
+    mel = window_mel(rng.normal(size=n) * 0.1, CFG)
+    assert mel.shape == (CFG.window_frames, CFG.n_mels) and np.all(np.isfinite(mel))
+
+
+def test_clipped_and_hot_input_stays_finite(recordings):
+    wave = read_audio(recordings / "8_george_9.wav", CFG.sample_rate)
+    assert np.all(np.isfinite(window_mel(np.clip(wave * 50.0, -1.0, 1.0), CFG)))
+    assert np.all(np.isfinite(window_mel(wave * 1000.0, CFG)))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -131,14 +150,14 @@ def test_non_finite_samples_are_a_clear_error(bad):
     wave = np.zeros(4000)
     wave[100] = bad
     with pytest.raises(ValueError, match="non-finite"):
-        extract(wave, CFG)
+        window_mel(wave, CFG)
 
 
 def test_wrong_shapes_are_clear_errors():
     with pytest.raises(ValueError, match="mono"):
-        extract(np.zeros((100, 2)), CFG)
+        window_mel(np.zeros((100, 2)), CFG)
     with pytest.raises(ValueError, match="empty"):
-        extract(np.zeros(0), CFG)
+        window_mel(np.zeros(0), CFG)
 
 
 def test_trim_keeps_weak_onsets():
