@@ -1,4 +1,5 @@
-"""FSDD loader and downloader: real files, a real archive built here, bad files skipped."""
+"""Loaders, downloader, training material and folds: real files, a real archive built here,
+bad files skipped, every split by speaker."""
 
 from __future__ import annotations
 
@@ -11,17 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from digitd.train.config import UnknownMix
 from digitd.train.data import (
     DataError,
     download,
     load_fsdd,
+    load_speech_commands,
     parse_checksums,
     pinned_checksums,
     recordings_dir,
 )
-from digitd.train.dataset import SAME_ONSET, Corpus, fsdd_splice, unknown_waveform
-from digitd.train.evaluate import HELDOUT_MIX
 
 SOME = ["0_george_0.wav", "1_jackson_1.wav", "5_lucas_2.wav", "9_theo_49.wav"]
 
@@ -137,309 +136,100 @@ def test_download_cli_with_a_local_archive(recordings, tmp_path, monkeypatch, ca
     assert (tmp_path / "fsdd" / "recordings" / SOME[0]).is_file()
 
 
-def test_synthetic_digits_repeat_in_the_corpus_as_configured(fsdd_dir, tmp_path, monkeypatch):
-    """tts_digit_repeats adds each synthetic digit clip that many times; FSDD and the
-    non-digit words are left as they were (one real espeak-ng voice keeps it quick)."""
-    from digitd.train import synth
+def test_speech_commands_loader_reads_words_and_speakers(speech_commands, tmp_path, caplog):
+    words = load_speech_commands(speech_commands, 16000, limit_per_word=2)
+    assert len(words) == 2 * 26 and {"zero", "nine", "happy", "bed"} <= set(words.words)
+    assert all(len(s) == 8 for s in words.speakers)
+    assert all(w.size > 8000 and w.dtype == np.float32 for w in words.waves)
+    folder = tmp_path / "sc" / "yes"
+    folder.mkdir(parents=True)
+    shutil.copy(next((speech_commands / "yes").glob("*.flac")), folder / "0123abcd_nohash_0.flac")
+    (folder / "89abcdef_nohash_0.flac").write_bytes(b"not audio")
+    some = load_speech_commands(tmp_path / "sc", 16000)
+    assert (len(some), some.skipped, some.speakers) == (1, 1, ["0123abcd"])
+    with pytest.raises(DataError, match="no Speech Commands"):
+        load_speech_commands(tmp_path / "none", 16000)
+
+
+@pytest.fixture(scope="module")
+def material(fsdd_dir, speech_commands, tmp_path_factory):
+    from digitd.train.config import quick_config
+    from digitd.train.dataset import build_material
+
+    cfg = quick_config(cache_dir=tmp_path_factory.mktemp("cache"))
+    fsdd = load_fsdd(fsdd_dir, 16000, limit_per_class=1)
+    sc = load_speech_commands(speech_commands, 16000, limit_per_word=6)
+    return cfg, build_material(cfg, fsdd, sc)
+
+
+def test_material_has_every_corpus_labelled(material):
+    from digitd.train.dataset import UNKNOWN
+    from digitd.train.synth import HARD_NEGATIVES
+
+    cfg, m = material
+    labels, speakers, corpora, words = m.arrays()
+    assert set(corpora) == {"fsdd", "sc", "tts", "voices", "noise"}
+    assert set(labels[corpora == "fsdd"]) == set(range(10))
+    sc = corpora == "sc"
+    assert all((lab == UNKNOWN) == (w not in {"zero", "one", "two", "three", "four", "five",
+                                              "six", "seven", "eight", "nine"})
+               for lab, w in zip(labels[sc], words[sc], strict=True))
+    hard = set(words[(corpora == "voices") & (labels == UNKNOWN)])
+    assert hard == set(HARD_NEGATIVES)
+    assert not {"for", "to", "ate", "won", "nein"} & set(words)  # homophones are digits
+    assert np.sum(corpora == "noise") == cfg.noise_clips
+
+
+def test_folds_hold_out_speakers_voices_and_word_types(material):
+    from digitd.train.dataset import UNKNOWN
+    from digitd.train.evaluate import assign_folds, train_mask
+
+    cfg, m = material
+    labels, speakers, corpora, words = m.arrays()
+    speaker_fold, word_fold = assign_folds(m, cfg.folds)
+    for fold in range(cfg.folds):
+        train = train_mask(m, speaker_fold, word_fold, fold)
+        test = speaker_fold == fold
+        assert not set(speakers[train]) & set(speakers[test])  # by speaker, never by clip
+        held_words = set(words[test & (labels == UNKNOWN) & (word_fold == fold)])
+        assert held_words and not held_words & set(words[train & (labels == UNKNOWN)])
+        assert not train[corpora == "voices"].any()
+        assert train[corpora == "noise"].all()
+    # every FSDD speaker is held out by exactly one fold
+    fsdd = corpora == "fsdd"
+    assert len({tuple(sorted(set(speakers[fsdd & (speaker_fold == f)])))
+                for f in range(cfg.folds)}) == cfg.folds
+
+
+def test_renditions_are_seeded_and_the_clean_one_is_what_recognize_sees(material):
+    from digitd.daemon.features import trim_silence, utterance_window
+    from digitd.train.dataset import render
+
+    cfg, m = material
+    wave = m.waves[0]
+    clean = render(wave, cfg, np.random.default_rng(1), [], clean=True)
+    assert np.array_equal(clean, utterance_window(trim_silence(wave, cfg.features),
+                                                  cfg.features))
+    pool = [w for w, c in zip(m.waves, m.corpora, strict=True) if c == "sc"]
+    a = render(wave, cfg, np.random.default_rng([5, 1]), pool, clean=False)
+    b = render(wave, cfg, np.random.default_rng([5, 1]), pool, clean=False)
+    c = render(wave, cfg, np.random.default_rng([5, 2]), pool, clean=False)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.size == cfg.features.window_samples and np.max(np.abs(a)) <= 1.0
+
+
+def test_loss_weights_split_digits_between_corpora_and_unknown_by_its_share():
     from digitd.train.config import TrainConfig
-    from digitd.train.dataset import build_corpus
+    from digitd.train.train import example_weights
 
-    if not synth.engine_available("espeak"):
-        pytest.skip("espeak-ng not installed")
-    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
-    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
-    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
-    corpora = [build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, tts_digit_repeats=r,
-                                              use_prompt_voices=False, real_pieces=0))
-               for r in (1, 3)]
-    once, thrice = corpora
-    assert once.fsdd_count == thrice.fsdd_count == len(fsdd)
-    assert len(once.digit_waves) == len(fsdd) + 10
-    assert len(thrice.digit_waves) == len(fsdd) + 30
-    assert sorted(thrice.digit_labels[len(fsdd):]) == sorted(list(range(10)) * 3)
-    assert len(once.word_waves) == len(thrice.word_waves) == 2
-    held_out = build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, use_prompt_voices=False,
-                                              real_pieces=0), frozenset({"garden"}))
-    assert len(held_out.word_waves) == 1
-    assert np.array_equal(held_out.word_waves[0], once.word_waves[1])  # "window" stays
-
-
-def test_synthetic_digit_repeats_and_towers_are_set_from_the_command_line(capsys):
-    from digitd.train import cli
-    from digitd.train.config import TrainConfig
-
-    parse = cli.build_parser().parse_args
-    assert cli.make_config(parse(["fit"])).tts_digit_repeats == TrainConfig().tts_digit_repeats
-    assert cli.make_config(parse(["fit", "--tts-digit-repeats", "4"])).tts_digit_repeats == 4
-    assert cli.main(["fit", "--quick", "--tts-digit-repeats", "0"]) == 2
-    assert "--tts-digit-repeats must be at least 1" in capsys.readouterr().err
-    assert cli.make_config(parse(["fit"])).towers == TrainConfig().towers
-    assert cli.make_config(parse(["fit", "--towers", "2"])).towers == 2
-    assert cli.main(["fit", "--quick", "--towers", "0"]) == 2
-    assert "--towers must be at least 1" in capsys.readouterr().err
-
-
-def test_heldout_noise_is_drawn_with_the_original_kind_thresholds():
-    # Every LOSO run is scored on noise, tones and clicks drawn with these cut points; they
-    # must not move when training's own mix (TrainConfig.unknown_mix) does.
-    assert np.allclose(HELDOUT_MIX.bounds(), [0.45, 0.6, 0.7, 0.7, 0.85, 0.93, 0.93])
-    with pytest.raises(ValueError, match="sum to 1"):
-        UnknownMix(words=0.5)
-    with pytest.raises(ValueError, match=">= 0"):
-        UnknownMix(words=0.6, fsdd_splices=-0.15)
-
-
-def _tagged_corpus(rng: np.random.Generator) -> Corpus:
-    """FSDD-shaped corpus whose clips are random +-1 patterns on a rising ramp, one per clip,
-    so a splice's two parts can be traced to the clips (and cut points) they came from."""
-    waves, labels, who = [], [], []
-    for speaker in ("george", "jackson"):
-        for digit in range(10):
-            n = int(rng.integers(3000, 6000))
-            waves.append(rng.choice([-1.0, 1.0], size=n) * np.linspace(1, 2, n)
-                         * rng.uniform(0.05, 0.4))
-            labels.append(digit)
-            who.append(speaker)
-    synthetic_digit = np.ones(4000)  # TTS digits come after FSDD's and are never spliced
-    return Corpus(digit_waves=[*waves, synthetic_digit], digit_labels=[*labels, 3],
-                  fsdd_count=len(waves), fsdd_speakers=who)
-
-
-def _trace(spliced: np.ndarray, corpus: Corpus) -> tuple[int, int, int]:
-    """(clip of the head, head length, clip of the tail): the head is a clip's start as is;
-    the tail is another clip's end times one gain."""
-    fsdd = corpus.digit_waves[: corpus.fsdd_count]
-    (first,) = [i for i, w in enumerate(fsdd) if np.array_equal(w[:20], spliced[:20])]
-    same = spliced[: fsdd[first].size] == fsdd[first][: spliced.size]
-    cut = int(np.argmin(same)) if not same.all() else same.size
-    tail = spliced[cut:]
-    (second,) = [i for i, w in enumerate(fsdd) if w.size >= tail.size and np.allclose(
-        tail / w[w.size - tail.size :], tail[0] / w[w.size - tail.size])]
-    return first, cut, second
-
-
-def test_fsdd_splices_join_two_different_digits_of_one_speaker():
-    rng = np.random.default_rng(3)
-    corpus = _tagged_corpus(rng)
-    for _ in range(40):
-        spliced = fsdd_splice(corpus, rng)
-        assert spliced is not None
-        first, cut, second = _trace(spliced, corpus)
-        da, db = corpus.digit_labels[first], corpus.digit_labels[second]
-        assert corpus.fsdd_speakers[first] == corpus.fsdd_speakers[second]
-        assert da != db and {da, db} not in SAME_ONSET
-        a_size, b_size = corpus.digit_waves[first].size, corpus.digit_waves[second].size
-        assert 0.35 * a_size - 1 <= cut <= 0.65 * a_size
-        assert 0.35 * b_size - 1 <= spliced.size - cut <= 0.65 * b_size + 1
-        head, tail = spliced[:cut], spliced[cut:]  # one speaking level
-        assert np.mean(tail**2) == pytest.approx(np.mean(head**2), rel=1e-6)
-
-
-def test_unknown_mix_draws_splices_only_from_fsdd_and_falls_through_without_them():
-    rng = np.random.default_rng(4)
-    corpus = _tagged_corpus(rng)
-    only_splices = UnknownMix(words=0, reversed_digits=0, word_joins=0, fsdd_splices=1.0,
-                              noise=0, tones=0, music=0, clicks=0)
-    for _ in range(20):
-        wave, speechy, _ = unknown_waveform(corpus, 8000, rng, only_splices)
-        assert speechy
-        assert not np.all(wave == 1.0)  # never the synthetic digit
-        _trace(wave, corpus)  # an FSDD head and tail
-    # Without speakers (a corpus of TTS only) the kind has no material: noise instead.
-    no_fsdd = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
-    wave, speechy, _ = unknown_waveform(no_fsdd, 8000, rng, only_splices)
-    assert not speechy and wave.size > 0
-
-
-def test_word_folds_hold_out_every_non_digit_word_exactly_once():
-    from digitd.train import synth
-    from digitd.train.config import TrainConfig
-    from digitd.train.evaluate import heldout_words
-
-    folds = [synth.fold_heldout_words(i, 6) for i in range(6)]
-    assert set().union(*folds) == set(synth.NON_DIGIT_WORDS)
-    assert sum(len(f) for f in folds) == len(set(synth.NON_DIGIT_WORDS))  # disjoint
-    assert max(map(len, folds)) - min(map(len, folds)) <= 1
-    assert folds == [synth.fold_heldout_words(i, 6) for i in range(6)]  # fixed, not drawn anew
-    # the heldout words of the fixed split are not simply one fold's
-    assert all(f != synth.HELDOUT_WORDS for f in folds)
-    assert heldout_words(TrainConfig(word_folds=True), 2, 6) == folds[2]
-    assert heldout_words(TrainConfig(), 2, 6) == synth.HELDOUT_WORDS
-    with pytest.raises(ValueError, match="not one of 6 folds"):
-        synth.fold_heldout_words(6, 6)
-
-
-def _spectral_flatness(x: np.ndarray) -> float:
-    """Geometric over arithmetic mean of the power spectrum: ~0.5 for white noise, near 0
-    for a few harmonics."""
-    power = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2 + 1e-20
-    return float(np.exp(np.mean(np.log(power))) / np.mean(power))
-
-
-def test_music_is_seeded_harmonic_sound_augmented_like_speech():
-    only_music = UnknownMix(words=0, reversed_digits=0, word_joins=0, fsdd_splices=0,
-                            noise=0, tones=0, music=1.0, clicks=0)
-    corpus = Corpus(digit_waves=[np.ones(4000)], digit_labels=[3])
-    clips = []
-    for seed in range(40):
-        wave, speechy, _ = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
-        again, _, _ = unknown_waveform(corpus, 8000, np.random.default_rng(seed), only_music)
-        assert np.array_equal(wave, again)
-        assert speechy  # played into a room: reverb, colouring and noise like speech
-        assert 800 <= wave.size <= 12000 and np.all(np.isfinite(wave))
-        assert 0 < np.max(np.abs(wave)) <= 0.9
-        clips.append(wave)
-    white = np.random.default_rng(0).normal(size=8000)
-    assert _spectral_flatness(white) > 0.4
-    assert np.median([_spectral_flatness(c) for c in clips]) < 0.02
-    assert HELDOUT_MIX.music == 0.0  # LOSO's held-out material: scores stay comparable
-
-
-WORD_LIST_ENTRIES = {
-    # (entry, drawn?): plain words of 3-8 letters that no curated, held-out or benchmark word
-    # begins, and that are not a digit, its homophone or a word beginning with a digit
-    "lantern": True, "gravel": True, "puzzle": True, "anyone": True, "toast": True,
-    "seven": False, "sevens": False, "fourteen": False, "oneself": False, "nineties": False,
-    "won": False, "ate": False, "for": False, "too": False, "oh": False,
-    "bird": False, "birdie": False,  # a held-out word and a word it begins
-    "table": False, "tables": False,  # a curated training word
-    "pencil": False, "pencils": False, "keys": False, "nicer": False,  # the benchmark's
-    "Apple": False, "can't": False, "café": False, "ox": False, "extraordinary": False,
-}
-
-
-def test_word_list_draw_keeps_only_plain_new_words(tmp_path):
-    from digitd.train import synth
-
-    path = tmp_path / "words"
-    path.write_text("\n".join(WORD_LIST_ENTRIES) + "\n")
-    usable = sorted(w for w, ok in WORD_LIST_ENTRIES.items() if ok)
-    assert synth.word_list_words(100, seed=1, path=path) == usable
-    draw = synth.word_list_words(3, seed=1, path=path)
-    assert len(draw) == 3 and set(draw) <= set(usable)
-    assert draw == synth.word_list_words(3, seed=1, path=path)  # seeded
-    assert synth.word_list_words(0, seed=1, path=path) == []
-
-
-def test_a_missing_word_list_is_a_warning_not_a_failure(tmp_path, caplog):
-    from digitd.train import synth
-
-    assert synth.word_list_words(10, seed=1, path=tmp_path / "nope") == []
-    assert "wamerican" in caplog.text
-
-
-def test_word_list_clips_are_each_word_by_distinct_training_voices(tmp_path, monkeypatch):
-    """Real espeak-ng voices say each drawn word; the clips join the non-digit words."""
-    from digitd.train import synth
-    from digitd.train.config import TrainConfig
-    from digitd.train.dataset import word_list_clips
-
-    if not synth.engine_available("espeak"):
-        pytest.skip("espeak-ng not installed")
-    voices = [synth.Voice("espeak", v) for v in ("en-us", "en-gb", "en-us+f3")]
-    monkeypatch.setattr(synth, "default_voices", lambda seed: voices)
-    path = tmp_path / "words"
-    path.write_text("lantern\ngravel\npuzzle\nseven\nbird\n")
-    monkeypatch.setattr(synth, "WORD_LIST", path)
-    cfg = TrainConfig(cache_dir=tmp_path, word_list_words=2, word_list_voices=2)
-    clips = word_list_clips(cfg)
-    words = {text for _, text, _ in clips}
-    assert len(words) == 2 and words <= {"lantern", "gravel", "puzzle"}
-    for word in words:
-        speakers = [key for key, text, _ in clips if text == word]
-        assert len(speakers) == len(set(speakers)) == 2
-    assert all(wave.size > 0.2 * 8000 for _, _, wave in clips)
-    assert word_list_clips(TrainConfig(cache_dir=tmp_path)) == []  # off by default
-
-
-def test_word_list_is_set_from_the_command_line(capsys):
-    from digitd.train import cli
-
-    parse = cli.build_parser().parse_args
-    assert cli.make_config(parse(["fit"])).word_list_words == 0
-    assert cli.make_config(parse(["fit", "--word-list", "3000"])).word_list_words == 3000
-    assert cli.main(["fit", "--quick", "--word-list", "-1"]) == 2
-    assert "--word-list must be at least 0" in capsys.readouterr().err
-
-
-def test_short_words_are_no_digit_and_nothing_scored():
-    from digitd.train import synth
-
-    short = set(synth.SHORT_WORDS)
-    assert len(short) == len(synth.SHORT_WORDS)  # no repeats to weigh one word double
-    assert not short & (set(synth.DIGIT_WORDS) | synth.DIGIT_HOMOPHONES)
-    # held-out, benchmark and phrase words stay unheard; curated ones are not repeated
-    assert not short & synth.reserved_words()
-
-
-def test_short_words_join_the_corpus_when_asked(fsdd_dir, tmp_path, monkeypatch):
-    from digitd.train import cli, synth
-    from digitd.train.config import TrainConfig
-    from digitd.train.dataset import build_corpus
-
-    if not synth.engine_available("espeak"):
-        pytest.skip("espeak-ng not installed")
-    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
-    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden"])
-    monkeypatch.setattr(synth, "SHORT_WORDS", ["bee", "your"])
-    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
-
-    def corpus(**kw):
-        return build_corpus(fsdd, TrainConfig(cache_dir=tmp_path, real_pieces=0, **kw),
-                            frozenset({"your"}))
-
-    assert len(corpus().word_waves) == 1
-    assert len(corpus(short_words=True).word_waves) == 2  # "bee"; held-out "your" stays out
-    parse = cli.build_parser().parse_args
-    assert cli.make_config(parse(["fit"])).short_words is False
-    assert cli.make_config(parse(["fit", "--short-words"])).short_words is True
-
-
-def test_every_speech_example_says_whether_a_recorded_person_spoke(fsdd_dir, tmp_path,
-                                                                   monkeypatch):
-    """The domain-adversarial head's targets: FSDD's clips (and their reversals and splices)
-    are recorded people, synthetic voices' digits and words are not, noise is neither."""
-    from digitd.train import synth
-    from digitd.train.config import TrainConfig
-    from digitd.train.dataset import build_corpus, make_epoch
-
-    if not synth.engine_available("espeak"):
-        pytest.skip("espeak-ng not installed")
-    monkeypatch.setattr(synth, "default_voices", lambda seed: [synth.Voice("espeak", "en-us")])
-    monkeypatch.setattr(synth, "NON_DIGIT_WORDS", ["garden", "window"])
-    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=1)
-    cfg = TrainConfig(cache_dir=tmp_path, use_prompt_voices=False, real_pieces=0)
-    corpus = build_corpus(fsdd, cfg)
-    assert corpus.digit_recorded == [True] * len(fsdd) + [False] * 20  # two synthetic takes
-    assert corpus.word_recorded == [False, False]
-    assert corpus.recorded("digit", 0) is True and corpus.recorded("word", 1) is False
-    assert corpus.recorded("word", 2) is None  # beyond what is known
-
-    rng = np.random.default_rng(0)
-    kinds = {"words": (1, 0, 0, 0, 0, 0, 0, 0), "reversed": (0, 1, 0, 0, 0, 0, 0, 0),
-             "splices": (0, 0, 0, 1, 0, 0, 0, 0), "noise": (0, 0, 0, 0, 1, 0, 0, 0)}
-    seen = {}
-    for kind, shares in kinds.items():
-        mix = UnknownMix(*map(float, shares))
-        seen[kind] = {unknown_waveform(corpus, 8000, rng, mix)[2] for _ in range(60)}
-    assert seen == {"words": {False}, "reversed": {True, False}, "splices": {True},
-                    "noise": {None}}
-
-    x, y, voice = make_epoch(corpus, cfg, epoch=0)
-    assert x.shape[0] == y.shape[0] == voice.shape[0]
-    digits = y < 10
-    assert set(voice[digits]) == {0, 1}  # FSDD's men and the synthetic voice
-    assert np.mean(voice[digits] == 1) == pytest.approx(len(fsdd) / (len(fsdd) + 20))
-    assert set(voice[~digits]) <= {-1, 0, 1} and -1 in set(voice[~digits])
-
-
-def test_domain_adversarial_strength_is_set_from_the_command_line(capsys):
-    from digitd.train import cli
-
-    parse = cli.build_parser().parse_args
-    assert cli.make_config(parse(["fit"])).domain_adversarial == 0.0
-    assert cli.make_config(parse(["fit", "--domain-adversarial", "0.5"])).domain_adversarial == 0.5
-    assert cli.main(["fit", "--quick", "--domain-adversarial", "-1"]) == 2
-    assert "--domain-adversarial must be in [0, 10]" in capsys.readouterr().err
-    assert cli.main(["fit", "--quick", "--towers", "2", "--domain-adversarial", "1"]) == 2
-    assert "one tower only" in capsys.readouterr().err
+    cfg = TrainConfig()
+    y = np.array([0] * 600 + [1] * 600 + [0] * 20 + [1] * 20 + [10] * 300)
+    corpora = np.array(["fsdd"] * 1200 + ["sc"] * 40 + ["sc"] * 300)
+    w = example_weights(y, corpora, 10, cfg)
+    assert abs(w.mean() - 1) < 1e-6
+    total = w.sum()
+    assert abs(w[y == 10].sum() / total - cfg.unknown_share) < 1e-6
+    shares = dict(cfg.digit_shares)
+    fsdd, sc = w[:1200].sum(), w[1200:1240].sum()  # no TTS here: its share goes to the rest
+    assert abs(fsdd / sc - shares["fsdd"] / shares["sc"]) < 1e-6
+    assert abs(w[:600].sum() - w[600:1200].sum()) < 1e-3  # each digit alike within a corpus

@@ -1,5 +1,5 @@
-"""A small, fast end-to-end training run: train on a subset, export int8, load in LiteRT,
-and check the int8 model agrees with the Keras model."""
+"""A small, fast end-to-end training run: material, embeddings, folds, calibration, the
+exported two-stage int8 model in LiteRT agreeing with the Keras networks."""
 
 from __future__ import annotations
 
@@ -11,109 +11,78 @@ import pytest
 pytest.importorskip("tensorflow")
 
 
+@pytest.fixture(scope="module")
+def quick_fit(fsdd_dir, speech_commands, tmp_path_factory):
+    from digitd.train import cli
+
+    root = tmp_path_factory.mktemp("fit")
+    args = ["fit", "--quick", "--epochs", "4", "--data", str(fsdd_dir),
+            "--speech-commands", str(speech_commands), "--reports", str(root / "reports"),
+            "--output", str(root / "model"), "--cache-dir", str(root / "cache")]
+    assert cli.main(args) == 0
+    return root
+
+
 @pytest.mark.slow
-def test_quick_fit_exports_an_int8_model_that_agrees_with_keras(fsdd_dir, tmp_path):
-    import keras
+def test_quick_fit_writes_the_evaluation_and_its_plots(quick_fit):
+    report = json.loads((quick_fit / "reports" / "evaluation.json").read_text())
+    for name in ("FSDD", "Speech Commands", "unseen TTS voices"):
+        row = report["conditions"][name]
+        assert row["n"] > 0 and abs(row["right"] + row["wrong"] + row["rejected"] - 1) < 1e-9
+    for name in ("real people, held-out word types",
+                 "digit-like words, held-out types, unseen voices"):
+        assert report["conditions"][name]["n"] > 0
+        assert 0.0 <= report["conditions"][name]["accepted"] <= 1.0
+    assert set(report["fsdd_speakers"]) <= {"george", "jackson", "lucas", "nicolas", "theo",
+                                            "yweweler"}
+    assert np.array(report["confusion"]).shape == (10, 11)
+    assert 0.0 <= report["rule"]["min_confidence"] <= 0.95
+    assert 0.02 <= report["rule"]["max_unknown"] <= 1.0
+    for name in ("evaluation_confusion.png", "evaluation_conditions.png"):
+        assert (quick_fit / "reports" / name).stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_exported_model_runs_in_litert_and_agrees_with_keras(quick_fit, fsdd_dir,
+                                                             speech_commands):
+    from digitd.daemon.features import window_mel
     from digitd.daemon.model import DigitClassifier, RejectionRule
-    from digitd.train import cli
     from digitd.train.data import load_fsdd
+    from digitd.train.embedding import build_embedding
 
-    out = tmp_path / "m" / "digitd.tflite"
-    keras_path = tmp_path / "m" / "float.keras"
-    code = cli.main(["fit", "--quick", "--epochs", "6", "--limit-per-class", "8",
-                     "--data", str(fsdd_dir), "--reports", str(tmp_path / "reports"),
-                     "--output", str(out), "--keras", str(keras_path)])
-    assert code == 0
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = json.loads((quick_fit / "model" / "digitd.json").read_text())
+    assert meta["format"] == "digitd-model/2"
     assert meta["labels"] == [*map(str, range(10)), "unknown"]
-    assert meta["quantization"]["input"]["dtype"] == "int8"
-    assert meta["quantization"]["output"]["dtype"] == "int8"
+    assert any("CC BY 4.0" in a for a in meta["attribution"])  # Speech Commands
+    assert any("Apache" in a for a in meta["attribution"])  # the speech embedding
     assert "CC BY-SA 4.0" in meta["license"]
-    assert len(meta["training"]["data_sha256"]) == 64
+    report = json.loads((quick_fit / "reports" / "evaluation.json").read_text())
+    assert RejectionRule(**{k: report["rule"][k] for k in ("min_confidence", "max_unknown")}) \
+        == DigitClassifier(quick_fit / "model" / "digitd.json").metadata.rejection
 
-    classifier = DigitClassifier(out)  # LiteRT, the runtime path
-    model = keras.saving.load_model(keras_path)
-    fsdd = load_fsdd(fsdd_dir, 8000, limit_per_class=3)
-    from digitd.daemon.features import extract
-
-    feats = np.stack([extract(w, classifier.features) for w in fsdd.waves])
-    float_probs = model.predict(feats[..., None], verbose=0)
-    int8_probs = np.stack([classifier.probabilities(f) for f in feats])
-    agreement = np.mean(np.argmax(float_probs, 1) == np.argmax(int8_probs, 1))
-    assert agreement >= 0.8, f"int8 and float agree on only {agreement:.0%}"
-    assert np.max(np.abs(float_probs - int8_probs)) < 0.25
-
-    # A LOSO report made later is attached to the exported model's metadata.
-    reports = tmp_path / "reports"
-    reports.mkdir(exist_ok=True)
-    loso = {"per_speaker": {"theo": {"int8_accuracy": 0.9}}, "float_accuracy": {"mean": 0.9},
-            "int8_accuracy": {"mean": 0.9, "worst": 0.9}, "int8_float_agreement": 1.0,
-            "nondigit_rejection_rate_int8": 0.97, "threshold": 0.55,
-            "unknown_threshold": 0.2, "threshold_calibration": "test"}
-    (reports / "loso.json").write_text(json.dumps(loso))
-    assert cli.main(["attach-loso", "--reports", str(reports), "--model", str(out)]) == 0
-    meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["rejection"]["threshold"] == 0.55
-    assert meta["rejection"]["unknown_threshold"] == 0.2
-    assert meta["loso"]["int8_accuracy"]["worst"] == 0.9
-    assert DigitClassifier(out).metadata.rejection == RejectionRule(0.55, 0.2)
+    classifier = DigitClassifier(quick_fit / "model" / "digitd.json")  # LiteRT, the runtime
+    keras_embedding = build_embedding()
+    fsdd = load_fsdd(fsdd_dir, 16000, limit_per_class=1)
+    mels = np.stack([window_mel(w, classifier.features) for w in fsdd.waves[:20]])
+    float_vectors = np.asarray(keras_embedding(mels[..., None]))
+    int8_vectors = np.stack([classifier.embeddings(m) for m in mels])
+    cosine = np.sum(float_vectors * int8_vectors, -1) / (
+        np.linalg.norm(float_vectors, axis=-1) * np.linalg.norm(int8_vectors, axis=-1))
+    assert cosine.mean() > 0.98, f"int8 embedding drifts from float: {cosine.mean():.3f}"
+    probs = np.stack([classifier.head(v[None])[0] for v in int8_vectors])
+    assert probs.shape == (20, 11) and np.allclose(probs.sum(1), 1.0, atol=0.05)
 
 
 @pytest.mark.slow
-def test_quick_loso_writes_the_report_and_plots(fsdd_dir, tmp_path):
-    from digitd.train import cli
+def test_a_second_run_embeds_nothing_again(quick_fit, fsdd_dir, speech_commands):
+    from digitd.train.cli import build_parser, load_material, make_config
 
-    reports = tmp_path / "reports"
-    code = cli.main(["evaluate", "--loso", "--quick", "--epochs", "2", "--limit-per-class", "4",
-                     "--speakers", "theo", "george", "--data", str(fsdd_dir),
-                     "--reports", str(reports)])
-    assert code == 0
-    report = json.loads((reports / "loso.json").read_text())
-    assert set(report["per_speaker"]) == {"theo", "george"}
-    for row in report["per_speaker"].values():
-        assert row["files"] == 40  # 4 takes x 10 digits of the held-out speaker
-        assert 0.0 <= row["int8_accuracy"] <= 1.0
-        assert 0.0 <= row["int8_float_agreement"] <= 1.0
-    assert report["int8_accuracy"]["worst"] <= report["int8_accuracy"]["mean"]
-    assert 0.0 <= report["threshold"] <= 0.95
-    assert 0.02 <= report["unknown_threshold"] <= 1.0
-    for row in report["per_speaker"].values():  # the noisy copies were scored too
-        assert 0.0 <= row["noisy_int8_accuracy"] <= 1.0
-    matrix = np.array(report["confusion_int8"])
-    assert matrix.shape == (10, 11) and matrix.sum() == 80
-    for name in ("loso_confusion.png", "loso_speakers.png"):
-        assert (reports / name).stat().st_size > 5000
-    # Fold models carry the calibrated rule.
-    fold = json.loads((reports / "loso" / "fold-theo.json").read_text())
-    assert fold["rejection"]["threshold"] == report["threshold"]
-    assert fold["rejection"]["unknown_threshold"] == report["unknown_threshold"]
-    # ... and the test-time speeds the rule was calibrated with, which scored the folds as
-    # the runtime scores a word; the int8/float agreement stays one pass against one pass.
-    assert fold["test_time_speeds"] == report["test_time_speeds"]
-    assert len(report["test_time_speeds"]) > 1
-
-    # The saved fold models score the same noisy copies again (their seeds follow the fold).
-    saved = dict(np.load(reports / "loso" / "predictions.npz"))
-    assert not np.allclose(saved["theo_int8_probs"], saved["theo_int8_one_pass_probs"])
-    code = cli.main(["evaluate", "--loso", "--repredict", "--quick", "--limit-per-class",
-                     "4", "--data", str(fsdd_dir), "--reports", str(reports)])
-    assert code == 0
-    again = np.load(reports / "loso" / "predictions.npz")
-    for key in ("theo_noisy_int8_probs", "george_negative_noisy_int8"):
-        assert saved[key].size and np.array_equal(saved[key], again[key]), key
-
-    # Recalibration from the saved predictions, no training: when a digit nobody said
-    # costs nothing, fewer digits are rejected and no fewer are printed wrongly.
-    code = cli.main(["evaluate", "--loso", "--recalibrate", "--false-accept-cost", "0",
-                     "--reports", str(reports)])
-    assert code == 0
-    relaxed = json.loads((reports / "loso.json").read_text())
-    def mean(rates: dict, *keys: str) -> float:  # over the conditions, as calibrated
-        return float(np.mean([sum(r[k] for k in keys) for c, r in rates.items()
-                              if c != "cost"]))
-
-    strict, free = report["calibration_rates_int8"], relaxed["calibration_rates_int8"]
-    assert mean(free, "rejected_digit") <= mean(strict, "rejected_digit")
-    assert (mean(free, "false_accept", "wrong_digit")
-            >= mean(strict, "false_accept", "wrong_digit"))
-    assert relaxed["per_speaker"].keys() == report["per_speaker"].keys()
+    args = build_parser().parse_args(["evaluate", "--quick", "--data", str(fsdd_dir),
+                                      "--speech-commands", str(speech_commands),
+                                      "--cache-dir", str(quick_fit / "cache")])
+    caches = sorted((quick_fit / "cache").glob("embeddings-*.npz"))
+    assert len(caches) == 1
+    stamp = caches[0].stat().st_mtime_ns
+    material, embedded = load_material(make_config(args))
+    assert caches[0].stat().st_mtime_ns == stamp  # read, not written
+    assert embedded.x.shape[1:] == (16, 96) and embedded.clip.max() == len(material) - 1

@@ -212,3 +212,62 @@ def data_hash(data: Utterances) -> str:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
     return digest.hexdigest()
+
+
+# Speech Commands (Warden 2018), the subset in ../shared/data/speech_commands: real voices of
+# many people on their own microphones; mostly non-digit words, the "not a digit" class's
+# real speech.
+SPEECH_COMMANDS_ATTRIBUTION = (
+    "Trained on a subset of Google's Speech Commands dataset (Pete Warden, 'Speech Commands: "
+    "A Dataset for Limited-Vocabulary Speech Recognition', arXiv:1804.03209, 2018), versions "
+    "0.01 and 0.02, licensed CC BY 4.0 by Google."
+)
+SC_NAME = re.compile(r"^([0-9a-f]{8})_nohash_([0-9]+)\.(flac|wav)$")
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@dataclass
+class Words:
+    """Clips of one word each: the word said, who said it, and the file."""
+
+    waves: list[np.ndarray] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    speakers: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+
+def default_speech_commands_dir() -> Path:
+    """../shared/data/speech_commands beside a checkout, or $DIGITD_SPEECH_COMMANDS."""
+    env = os.environ.get("DIGITD_SPEECH_COMMANDS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "speech_commands"
+
+
+def load_speech_commands(folder: Path, rate: int, limit_per_word: int | None = None) -> Words:
+    """Every readable `{word}/{speaker}_nohash_{n}` clip; bad files are skipped and counted.
+    `limit_per_word` keeps the first clips of each word (tests)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"no Speech Commands folder at {folder} (set DIGITD_SPEECH_COMMANDS)")
+    data = Words()
+    for word_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        paths = sorted(p for p in word_dir.iterdir() if SC_NAME.match(p.name))
+        for path in paths[:limit_per_word]:
+            try:
+                wave = read_audio(path, rate)
+            except AudioError as exc:
+                log.warning("skipping unreadable file: %s", exc)
+                data.skipped += 1
+                continue
+            data.waves.append(wave)
+            data.words.append(word_dir.name)
+            data.speakers.append(SC_NAME.match(path.name).group(1))
+            data.names.append(f"{word_dir.name}/{path.name}")
+    if not data.waves:
+        raise DataError(f"no usable Speech Commands clips in {folder}")
+    return data

@@ -1,23 +1,46 @@
-"""Training material: FSDD digits, synthetic voices, and non-digit material; epochs of features.
+"""Training material and its embeddings: who said what, rendered and embedded once, cached.
 
-Labels are "0".."9" and "unknown". Every example goes through digitd.daemon.features, the
-exact code the daemon runs, after augmentation of the raw waveform.
+Material is one list of clips, each one word (or one non-word sound) with its label, speaker,
+corpus and word:
+  fsdd    FSDD's six men saying digits (8 kHz, upsampled)
+  sc      Speech Commands: 1,660 real people, mostly saying words that are not digits
+  tts     local TTS voices: every digit, non-digit words, and words that sound like digits
+  voices  other TTS voices, never trained on: digits and digit-like words for evaluation
+  noise   noise, tones, music, clicks and silence
+Each clip is rendered into `copies` windows (copy 0 clean, exactly as `digitd recognize
+--whole` sees the file; the others augmented: speed, microphone colouring, room, a noisy room
+or digital silence around it, level, where the word ends), every window goes through
+digitd.daemon.features (the daemon's code) and the speech embedding, and the embeddings are
+cached on disk keyed by the recipe and the material, as openWakeWord trains its heads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from digitd.daemon.features import extract
+from digitd.daemon.audio import change_speed
+from digitd.daemon.features import check_waveform, log_mel, trim_silence, utterance_window
 from digitd.daemon.model import UNKNOWN_LABEL
 
 from . import synth
-from .augment import augment_waveform, coloured_noise, random_noise, spec_augment
-from .config import TrainConfig, UnknownMix
-from .data import Utterances
-from .prompts import PEOPLE_CREDITS, load_prompt_voices
+from .augment import (
+    coloured_noise,
+    music,
+    random_eq,
+    random_noise,
+    reverberate,
+    synthetic_rir,
+    tones,
+)
+from .config import TrainConfig
+from .data import DIGIT_NAMES, Utterances, Words
 
 log = logging.getLogger(__name__)
 
@@ -26,259 +49,229 @@ UNKNOWN = len(LABELS) - 1
 
 
 @dataclass
-class Corpus:
-    """Clean source waveforms; augmentation happens per epoch."""
+class Material:
+    waves: list[np.ndarray] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)  # 0-9, UNKNOWN
+    speakers: list[str] = field(default_factory=list)  # "fsdd:george", "sc:0a2b400e", ...
+    corpora: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # what was said; "" for non-speech
 
-    digit_waves: list[np.ndarray] = field(default_factory=list)
-    digit_labels: list[int] = field(default_factory=list)
-    word_waves: list[np.ndarray] = field(default_factory=list)  # non-digit words
-    fsdd_count: int = 0  # digit_waves[:fsdd_count] are FSDD's
-    fsdd_speakers: list[str] = field(default_factory=list)  # speaker of each FSDD clip
-    # which clips are recorded people (FSDD, prompt voices) and which synthetic voices, for
-    # the domain-adversarial head (TrainConfig.domain_adversarial); empty: not known
-    digit_recorded: list[bool] = field(default_factory=list)
-    word_recorded: list[bool] = field(default_factory=list)
-    # the recorded prompt voices (train/prompts.py folder names) any clip came from: whom
-    # the model's licence must credit
-    recorded_voices: list[str] = field(default_factory=list)
+    def add(self, wave: np.ndarray, label: int, speaker: str, corpus: str, word: str) -> None:
+        self.waves.append(np.asarray(wave, dtype=np.float64))
+        self.labels.append(label)
+        self.speakers.append(speaker)
+        self.corpora.append(corpus)
+        self.words.append(word)
 
-    def recorded(self, kind: str, index: int) -> bool | None:
-        """Whether digit or word clip `index` is a recorded person; None if not known."""
-        flags = self.digit_recorded if kind == "digit" else self.word_recorded
-        return flags[index] if index < len(flags) else None
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (np.array(self.labels), np.array(self.speakers), np.array(self.corpora),
+                np.array(self.words))
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for i in range(len(self)):
+            digest.update(f"{self.labels[i]}|{self.speakers[i]}|{self.corpora[i]}|"
+                          f"{self.words[i]}|".encode())
+            digest.update(np.ascontiguousarray(self.waves[i], dtype=np.float32).tobytes())
+        return digest.hexdigest()
 
     def summary(self) -> str:
-        return (f"{len(self.digit_waves)} digit clips ({self.fsdd_count} FSDD, "
-                f"{len(self.digit_waves) - self.fsdd_count} synthetic), "
-                f"{len(self.word_waves)} non-digit word clips")
+        labels, _, corpora, _ = self.arrays()
+        parts = []
+        for corpus in dict.fromkeys(self.corpora):
+            mask = corpora == corpus
+            parts.append(f"{corpus} {int(np.sum(mask & (labels < UNKNOWN)))} digits / "
+                         f"{int(np.sum(mask & (labels == UNKNOWN)))} other")
+        return ", ".join(parts)
 
 
-def tts_clips(cfg: TrainConfig, texts: list[str]) -> list[tuple[str, str, np.ndarray]]:
-    voices = synth.default_voices(cfg.seed)
-    return synth.synthesize(voices, texts, cfg.features.sample_rate, cfg.cache_dir / "synth")
+def tts_words() -> list[str]:
+    """Non-digit words for the TTS voices: the curated list, none of the benchmark's words
+    (it scores them as words no training heard), the digit-like words apart."""
+    reserved = set(synth.BENCHMARK_WORDS) | set(synth.HARD_NEGATIVES)
+    return [w for w in dict.fromkeys(synth.NON_DIGIT_WORDS) if w not in reserved]
 
 
-def word_list_clips(cfg: TrainConfig) -> list[tuple[str, str, np.ndarray]]:
-    """cfg.word_list_words words from the system word list, each by cfg.word_list_voices
-    training voices. They avoid every curated and benchmark word (held-out ones included), so
-    LOSO and the benchmark still score words no training heard."""
-    words = synth.word_list_words(cfg.word_list_words, cfg.seed)
-    if not words:
-        return []
-    by_voice = synth.assign_voices(words, synth.default_voices(cfg.seed), cfg.word_list_voices,
-                                   cfg.seed)
-    cache = cfg.cache_dir / "synth"
-    clips = [clip for voice, texts in by_voice.items()
-             for clip in synth.synthesize([voice], texts, cfg.features.sample_rate, cache)]
-    log.info("word list: %d words, %d clips", len(words), len(clips))
-    return clips
+def _add_tts(material: Material, cfg: TrainConfig, voices: list[synth.Voice], corpus: str,
+             words: list[str], per_word: int) -> None:
+    rate, cache = cfg.features.sample_rate, cfg.cache_dir / "synth"
+    for key, text, wave in synth.synthesize(voices, list(DIGIT_NAMES), rate, cache):
+        material.add(wave, DIGIT_NAMES.index(text), f"{corpus}:{key}", corpus, text)
+    for voice, texts in synth.assign_voices(words, voices, per_word, cfg.seed).items():
+        for key, text, wave in synth.synthesize([voice], texts, rate, cache):
+            material.add(wave, UNKNOWN, f"{corpus}:{key}", corpus, text)
 
 
-def build_corpus(fsdd: Utterances, cfg: TrainConfig,
-                 heldout_words: frozenset[str] = frozenset()) -> Corpus:
-    """FSDD training speakers + (optionally) TTS digits and non-digit words, and recorded
-    prompt voices (train/prompts.py).
-
-    heldout_words are left out, so rejection can be measured on words the model never heard.
-    """
-    corpus = Corpus(digit_waves=list(fsdd.waves), digit_labels=list(fsdd.digits),
-                    fsdd_count=len(fsdd), fsdd_speakers=list(fsdd.speakers))
-    if cfg.use_tts:
-        for _, text, wave in tts_clips(cfg, list(synth.DIGIT_WORDS)) * cfg.tts_digit_repeats:
-            corpus.digit_waves.append(wave)
-            corpus.digit_labels.append(synth.DIGIT_WORDS.index(text))
-        for _, text, wave in tts_clips(cfg, synth.NON_DIGIT_WORDS):
-            if text not in heldout_words:
-                corpus.word_waves.append(wave)
-        if cfg.short_words:
-            corpus.word_waves += [w for _, text, w in tts_clips(cfg, synth.SHORT_WORDS)
-                                  if text not in heldout_words]
-        corpus.word_waves += [w for _, _, w in word_list_clips(cfg)]
-    corpus.digit_recorded = [i < corpus.fsdd_count for i in range(len(corpus.digit_waves))]
-    corpus.word_recorded = [False] * len(corpus.word_waves)
-    if cfg.use_prompt_voices:
-        voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed)
-        log.info("recorded prompt voices: %s", voices.summary())
-        corpus.digit_waves += voices.digit_waves * cfg.prompt_digit_repeats
-        corpus.digit_labels += voices.digit_labels * cfg.prompt_digit_repeats
-        corpus.word_waves += voices.word_waves + voices.pieces
-        corpus.digit_recorded += [True] * (len(corpus.digit_waves) - len(corpus.digit_recorded))
-        corpus.word_recorded += [True] * (len(corpus.word_waves) - len(corpus.word_recorded))
-        corpus.recorded_voices = voices.voices
-    elif cfg.real_pieces:
-        uncredited = [v for v in cfg.real_people if v not in PEOPLE_CREDITS]
-        if uncredited:  # before training, not at export: whom the licence could not name
-            raise ValueError(f"real_people: no credit known for {', '.join(uncredited)} "
-                             f"(prompts.PEOPLE_CREDITS)")
-        voices = load_prompt_voices(cfg.features.sample_rate, cfg.prompt_voices_dir, cfg.seed,
-                                    tuple(cfg.real_people), english=False,
-                                    pieces_per_file=cfg.real_pieces,
-                                    at_pauses=cfg.real_pieces_at_pauses)
-        log.info("recorded non-digit speech: %d pieces of %s", len(voices.pieces),
-                 ", ".join(voices.voices) or "nobody")
-        corpus.word_waves += voices.pieces
-        corpus.word_recorded += [True] * len(voices.pieces)
-        corpus.recorded_voices = voices.voices
-    return corpus
-
-
-def tones(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A few sustained or gliding sine tones: beeps, whistles."""
-    t = np.arange(n) / rate
-    out = np.zeros(n)
-    for _ in range(int(rng.integers(1, 4))):
-        f0, f1 = rng.uniform(100, 3500, size=2)
-        phase = 2 * np.pi * np.cumsum(np.linspace(f0, f1 if rng.random() < 0.4 else f0, n)) / rate
-        envelope = np.clip(np.sin(np.pi * t / t[-1]) * rng.uniform(1, 4), 0, 1) if n > 1 else 1.0
-        out += np.sin(phase) * envelope
-    return out
-
-
-def music(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Music as a radio or TV in the room plays it: notes of one to three instruments, each a
-    random harmonic timbre (spectral slope, odd/even balance, a piano's stretched partials)
-    with its own attack, decay and vibrato, sometimes over drum hits. Voiced and harmonic
-    like speech, so the model must learn that harmonics alone are not a word."""
-    out = np.zeros(n)
-    for _ in range(int(rng.integers(1, 4))):
-        k = np.arange(1, int(rng.integers(1, 13)) + 1)
-        amps = k ** -rng.uniform(0.5, 2.5) * np.where(k % 2 == 0, rng.uniform(0, 1), 1.0)
-        stretch = np.sqrt(1 + rng.uniform(0, 1e-3) * k**2)
-        attack, decay = rng.uniform(0.002, 0.1), rng.uniform(0.0, 8.0)
-        vibrato_depth, vibrato_hz = rng.uniform(0, 0.01), rng.uniform(4, 7)
-        low = int(rng.integers(36, 72))  # lowest note, MIDI 36-71: 65-494 Hz
-        t = int(rng.integers(0, max(1, n // 4)))
-        while t < n:
-            seg = min(n - t, int(rng.uniform(0.08, 0.9) * rate))
-            time = np.arange(seg) / rate
-            f0 = 440.0 * 2 ** ((low + int(rng.integers(0, 15)) - 69) / 12)
-            phase = 2 * np.pi * f0 * np.cumsum(
-                1 + vibrato_depth * np.sin(2 * np.pi * vibrato_hz * time)) / rate
-            keep = f0 * k * stretch < rate / 2
-            note = np.sin(np.outer(phase, k[keep] * stretch[keep])) @ amps[keep]
-            envelope = np.minimum(1.0, time / attack) * np.exp(-decay * time)
-            out[t : t + seg] += note * envelope * rng.uniform(0.3, 1.0)
-            t += seg + (int(rng.uniform(0, 0.3) * rate) if rng.random() < 0.3 else 0)
-    # Drums: noise hits on a beat. Each hit is scaled by the loudest sample so far, earlier
-    # hits included, so later hits can outgrow the notes (hit peak over notes' peak: median
-    # 2.3x, up to 37x); the LOSO trial in config.UnknownMix.music ran with this. Scaling by
-    # the notes alone would change what was measured.
-    if rng.random() < 0.4:
-        beat = int(rng.uniform(0.2, 0.6) * rate)
-        for start in range(int(rng.integers(0, beat)), n, beat):
-            hit = min(n - start, int(0.15 * rate))
-            out[start : start + hit] += (coloured_noise(hit, rng.uniform(0, 2), rng)
-                                         * np.exp(-np.arange(hit) / (0.03 * rate))
-                                         * rng.uniform(0.2, 1.0) * np.abs(out).max(initial=1))
-    return out / (np.abs(out).max() + 1e-12)
-
-
-# Digits whose first halves sound alike: a splice of one's start onto the other's end
-# could be heard as the second digit, so such pairs are never spliced.
-SAME_ONSET = ({2, 3}, {4, 5}, {6, 7})
-
-
-def fsdd_splice(corpus: Corpus, rng: np.random.Generator) -> np.ndarray | None:
-    """The start of one FSDD digit joined to the end of another digit by the same speaker:
-    speech in FSDD's own voices that is no digit ("sev-ee", "fo-ine"), so the unknown class
-    is not mostly synthetic voices. None when the corpus has no such pair."""
-    if corpus.fsdd_count < 2 or len(corpus.fsdd_speakers) != corpus.fsdd_count:
-        return None
-    first = int(rng.integers(corpus.fsdd_count))
-    digit, speaker = corpus.digit_labels[first], corpus.fsdd_speakers[first]
-    partners = [i for i in range(corpus.fsdd_count)
-                if corpus.fsdd_speakers[i] == speaker and corpus.digit_labels[i] != digit
-                and {digit, corpus.digit_labels[i]} not in SAME_ONSET]
-    if not partners:
-        return None
-    a, b = corpus.digit_waves[first], corpus.digit_waves[partners[rng.integers(len(partners))]]
-    a = a[: int(a.size * rng.uniform(0.35, 0.65))]
-    b = b[int(b.size * rng.uniform(0.35, 0.65)) :]
-    b = b * np.sqrt((np.mean(a**2) + 1e-12) / (np.mean(b**2) + 1e-12))  # one speaking level
-    return np.concatenate([a, b])
-
-
-def unknown_waveform(
-    corpus: Corpus, rate: int, rng: np.random.Generator, mix: UnknownMix | None = None
-) -> tuple[np.ndarray, bool, bool | None]:
-    """A non-digit example -> (waveform, needs_augment, recorded), its kind drawn by `mix`.
-
-    Non-digit words, reversed digits (speech-like but no digit), joins of word halves,
-    splices of FSDD digits, noise bursts, tones and music. A kind the corpus lacks material for
-    falls through to the next one. `recorded` says whether the speech is a recorded person's
-    (False: a synthetic voice; None: not speech, or not known).
-    """
-    words, reversed_, joins, splices, noise_, tones_, music_ = (mix or UnknownMix()).bounds()
-    kind = rng.random()
-    if corpus.word_waves and kind < words:
-        i = int(rng.integers(len(corpus.word_waves)))
-        return corpus.word_waves[i], True, corpus.recorded("word", i)
-    if kind < reversed_:
-        i = int(rng.integers(len(corpus.digit_waves)))
-        return corpus.digit_waves[i][::-1].copy(), True, corpus.recorded("digit", i)
-    if corpus.word_waves and kind < joins:
-        i, j = rng.integers(len(corpus.word_waves), size=2)
-        a, b = corpus.word_waves[i], corpus.word_waves[j]
-        same = corpus.recorded("word", int(i)) == corpus.recorded("word", int(j))
-        return (np.concatenate([a[: a.size // 2], b[b.size // 2 :]]), True,
-                corpus.recorded("word", int(i)) if same else None)
-    if joins <= kind < splices:
-        spliced = fsdd_splice(corpus, rng)
-        if spliced is not None:
-            return spliced, True, True
-    n = int(rng.uniform(0.1, 1.5) * rate)
-    if kind < noise_:
-        pool = corpus.word_waves or corpus.digit_waves
-        noise = random_noise(n, pool, rng)
-    elif kind < tones_:
-        noise = tones(n, rate, rng)
-    elif kind < music_:  # played into a room like speech: augmented like it
-        return music(n, rate, rng) * rng.uniform(0.01, 0.9), True, None
-    else:  # clicks and breaths: short bursts
-        noise = np.zeros(n)
-        burst = min(n, int(rng.uniform(0.01, 0.15) * rate))
-        start = int(rng.integers(0, max(1, n - burst)))
-        noise[start : start + burst] = coloured_noise(burst, rng.uniform(0, 2), rng)
-    return noise * rng.uniform(0.01, 0.9), False, None
-
-
-def make_epoch(corpus: Corpus, cfg: TrainConfig, epoch: int, augment: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All digit clips once plus the configured share of non-digit examples, as features
-    x, labels y, and each example's voice: 1 a recorded person, 0 a synthetic voice, -1 not
-    speech or not known."""
-    rng = np.random.default_rng([cfg.seed, epoch])
+def noise_clip(i: int, cfg: TrainConfig, pool: list[np.ndarray]) -> np.ndarray:
+    """Sound that is no word: noise bursts, babble, tones, music, clicks, near silence."""
+    rng = np.random.default_rng([cfg.seed, 7, i])
     rate = cfg.features.sample_rate
-    n_digits = len(corpus.digit_waves)
-    n_unknown = int(n_digits * cfg.unknown_fraction / (1 - cfg.unknown_fraction))
-    order = rng.permutation(n_digits + n_unknown)
-    shape = cfg.features.shape
-    x = np.empty((order.size, *shape, 1), dtype=np.float32)
-    y = np.empty(order.size, dtype=np.int32)
-    voice = np.full(order.size, -1, dtype=np.int8)
-    noise_pool = corpus.word_waves or corpus.digit_waves
-    for row, item in enumerate(order):
-        if item < n_digits:
-            wave, label, speechy = corpus.digit_waves[item], corpus.digit_labels[item], True
-            recorded = corpus.recorded("digit", int(item))
-        else:
-            wave, speechy, recorded = unknown_waveform(corpus, rate, rng, cfg.unknown_mix)
-            label = UNKNOWN
-        if augment and speechy:
-            wave = augment_waveform(wave, rate, cfg.augment, rng, noise_pool)
-        feats = extract(wave, cfg.features, position=rng.uniform(0.25, 0.75) if augment else 0.5)
-        if augment and rng.random() < 0.8:
-            feats = spec_augment(feats, cfg.augment, rng)
-        x[row, :, :, 0] = feats
-        y[row] = label
-        if recorded is not None:
-            voice[row] = int(recorded)
-    return x, y, voice
+    n = int(rng.uniform(0.2, 1.8) * rate)
+    kind = i % 5
+    if kind == 0:
+        x = random_noise(n, pool, rng)
+    elif kind == 1:
+        x = tones(n, rate, rng)
+    elif kind == 2:
+        x = music(n, rate, rng)
+    elif kind == 3:  # clicks, knocks and breaths
+        x = np.zeros(n)
+        for _ in range(int(rng.integers(1, 4))):
+            burst = min(n, int(rng.uniform(0.005, 0.15) * rate))
+            start = int(rng.integers(0, max(1, n - burst)))
+            x[start : start + burst] += coloured_noise(burst, rng.uniform(0, 2), rng)
+    else:  # a quiet room
+        x = coloured_noise(n, rng.uniform(0, 2), rng) * 10 ** (rng.uniform(-5, -2))
+    return x / (np.max(np.abs(x)) + 1e-12) * 10 ** (rng.uniform(-40, -1) / 20)
 
 
-def clean_features(waves: list[np.ndarray], cfg: TrainConfig) -> np.ndarray:
-    """Unaugmented features, as the daemon computes them, shape (n, frames, mels, 1)."""
-    out = np.empty((len(waves), *cfg.features.shape, 1), dtype=np.float32)
-    for i, wave in enumerate(waves):
-        out[i, :, :, 0] = extract(wave, cfg.features)
-    return out
+def build_material(cfg: TrainConfig, fsdd: Utterances, sc: Words) -> Material:
+    """Every clip training or evaluation may use; evaluate.py decides which fold sees what."""
+    material = Material()
+    for wave, digit, speaker in zip(fsdd.waves, fsdd.digits, fsdd.speakers, strict=True):
+        material.add(wave, digit, f"fsdd:{speaker}", "fsdd", DIGIT_NAMES[digit])
+    for wave, word, speaker in zip(sc.waves, sc.words, sc.speakers, strict=True):
+        label = DIGIT_NAMES.index(word) if word in DIGIT_NAMES else UNKNOWN
+        material.add(wave, label, f"sc:{speaker}", "sc", word)
+    voices = synth.default_voices(cfg.seed)
+    words = tts_words()
+    if cfg.limit_per_class is not None:  # tests: a few voices, a few words
+        voices, words = voices[:: max(1, len(voices) // 4)], words[:: max(1, len(words) // 8)]
+    _add_tts(material, cfg, voices, "tts", words, cfg.tts_words_per_voice)
+    _add_tts(material, cfg, voices, "tts", list(synth.HARD_NEGATIVES),
+             cfg.tts_hard_negative_voices)
+    held = synth.calibration_voices(cfg.seed)
+    if cfg.limit_per_class is not None:
+        held = held[:: max(1, len(held) // 4)]
+    _add_tts(material, cfg, held, "voices", list(synth.HARD_NEGATIVES), len(held))
+    pool = [w for w, word in zip(sc.waves, sc.words, strict=True) if word not in DIGIT_NAMES]
+    for i in range(cfg.noise_clips):
+        material.add(noise_clip(i, cfg, pool[:2000]), UNKNOWN, "noise", "noise", "")
+    log.info("material: %s", material.summary())
+    return material
+
+
+def copies_of(label: int, corpus: str, cfg: TrainConfig) -> int:
+    if corpus == "voices":  # never trained on: the clean clip is all evaluation needs
+        return 1
+    if label == UNKNOWN:
+        return cfg.word_copies
+    return cfg.sc_digit_copies if corpus == "sc" else cfg.digit_copies
+
+
+def render(wave: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+           pool: list[np.ndarray], clean: bool) -> np.ndarray:
+    """One clip -> one window of audio for the classifier (features.utterance_window)."""
+    f, rate = cfg.features, cfg.features.sample_rate
+    x = trim_silence(check_waveform(wave), f)
+    if clean:
+        return utterance_window(x, f)
+    x = change_speed(x, rng.uniform(*cfg.speed_range), rate).astype(np.float64)
+    if rng.random() < cfg.eq_prob:
+        x = random_eq(x, rate, rng)
+    if rng.random() < cfg.reverb_prob:
+        x = reverberate(x, synthetic_rir(rng.uniform(0.1, 0.8), rate, rng))
+    x = x / (np.max(np.abs(x)) + 1e-12) * 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
+    window = utterance_window(x, f, tail=rng.uniform(*cfg.tail_range))
+    if rng.random() < cfg.bed_prob:
+        bed = random_noise(window.size, pool, rng)
+        power = np.mean(x**2) / 10 ** (rng.uniform(*cfg.snr_db) / 10)
+        window = window + bed * np.sqrt(power / (np.mean(bed**2) + 1e-20))
+    return np.clip(window, -1.0, 1.0)
+
+
+_WORK: tuple[Material, TrainConfig, list[np.ndarray]] | None = None  # for forked workers
+
+
+def _render_clip(i: int) -> np.ndarray:
+    material, cfg, pool = _WORK
+    out = []
+    for copy in range(copies_of(material.labels[i], material.corpora[i], cfg)):
+        rng = np.random.default_rng([cfg.seed, i, copy])
+        window = render(material.waves[i], cfg, rng, pool, clean=copy == 0)
+        out.append(log_mel(window, cfg.features))
+    return np.stack(out).astype(np.float16)
+
+
+def rendered_mels(material: Material, cfg: TrainConfig, pool: list[np.ndarray],
+                  workers: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+    """(clip, mel windows of its copies) for every clip, rendered in `workers` processes."""
+    global _WORK
+    _WORK = (material, cfg, pool)
+    try:
+        if workers <= 1:
+            yield from ((i, _render_clip(i)) for i in range(len(material)))
+            return
+        with multiprocessing.get_context("fork").Pool(workers) as processes:
+            yield from enumerate(processes.imap(_render_clip, range(len(material)),
+                                                chunksize=16))
+    finally:
+        _WORK = None
+
+
+@dataclass
+class Embedded:
+    """The embeddings of every rendered window: row r is copy `copy[r]` of clip `clip[r]`."""
+
+    x: np.ndarray  # float16 (windows, head_embeddings, 96)
+    clip: np.ndarray
+    copy: np.ndarray
+
+    def rows(self, clips: np.ndarray, copies: str = "all") -> np.ndarray:
+        """Rows of the given clip mask: "all" copies, "clean" (copy 0) or "augmented"."""
+        keep = clips[self.clip]
+        if copies == "clean":
+            keep &= self.copy == 0
+        elif copies == "augmented":
+            keep &= self.copy > 0
+        return np.flatnonzero(keep)
+
+
+def embed_material(material: Material, cfg: TrainConfig, batch: int = 128) -> Embedded:
+    """Render and embed every clip, or load the result of an identical earlier run."""
+    key = hashlib.sha256(json.dumps([cfg.recipe(), material.fingerprint()],
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = Path(cfg.cache_dir) / f"embeddings-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as data:
+            log.info("embeddings from cache %s", cache)
+            return Embedded(data["x"], data["clip"], data["copy"])
+    from tqdm import tqdm
+
+    from .embedding import build_embedding
+
+    model = build_embedding(cfg.features.n_mels)
+    pool = [w for w, c, lab in zip(material.waves, material.corpora, material.labels,
+                                   strict=True) if c == "sc" and lab == UNKNOWN][:2000]
+    pool = pool or [w for w, c in zip(material.waves, material.corpora, strict=True)
+                    if c != "noise"]
+    xs, clips, copies, pending, owners = [], [], [], [], []
+
+    def flush() -> None:
+        mels = np.stack(pending).astype(np.float32)[..., None]
+        xs.append(np.asarray(model(mels, training=False)).astype(np.float16))
+        pending.clear()
+
+    total = sum(copies_of(label, corpus, cfg)
+                for label, corpus in zip(material.labels, material.corpora, strict=True))
+    with tqdm(total=total, desc="render + embed", unit="window", leave=False) as bar:
+        for i, mels in rendered_mels(material, cfg, pool):
+            for copy, mel in enumerate(mels):
+                pending.append(mel)
+                owners.append((i, copy))
+                if len(pending) == batch:
+                    flush()
+            bar.update(len(mels))
+        if pending:
+            flush()
+    clips = np.array([o[0] for o in owners], dtype=np.int32)
+    copies = np.array([o[1] for o in owners], dtype=np.int8)
+    x = np.concatenate(xs)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x, clip=clips, copy=copies)
+    tmp.replace(cache)
+    return Embedded(x, clips, copies)

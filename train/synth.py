@@ -46,25 +46,23 @@ NON_DIGIT_WORDS = (
     "evening quiet listen hey what where when why who how"
 ).split()
 
-# One-syllable words and letter names, the kind of non-digit word a digit is most like: a
-# recorded woman's "is", "your" and letters C, E, H, I, Q, R, U, Y were taken for digits by
-# every LOSO fold model. Spelled as said, so every engine reads them alike (Y is "why",
-# already in NON_DIGIT_WORDS); none is a digit's homophone, a held-out or a benchmark word.
-SHORT_WORDS = (
-    "ay bee see dee ee eff gee aitch eye jay kay el em en pee cue ar ess tee you vee ex "
-    "zee zed a an and as at be but by can did do get got had has have he her him his if in "
-    "its just let me not now of or our out put say she so than that them then they this us "
-    "was way we were will with yet your all any new old own day boy car man men set sun "
-    "far few fun hot job law low may mean much must need pay real run same shall "
-    "true try use very well year young"
+# Words that sound like a digit, said by many voices: the hardest part of "not a digit".
+# Rhymes and near neighbours of each digit, and the teens and tens. A digit's exact
+# homophones (for, to, too, won, ate, nein) are not here: a user saying them gets the digit.
+HARD_NEGATIVES = (
+    "hero zebra arrow nero "  # zero
+    "fun sun gun done none run ton "  # one
+    "shoe blue true do who new you "  # two
+    "tree free tea sea me we flee fee "  # three
+    "door more floor your pour core "  # four
+    "hive dive drive alive fife fine "  # five
+    "sticks fix mix kicks tricks sex sax "  # six
+    "heaven kevin seventh "  # seven
+    "gate late wait plate date weight "  # eight
+    "line wine mine pine sign dine "  # nine
+    "eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen "
+    "twenty thirty forty fifty sixty seventy eighty ninety hundred"
 ).split()
-
-# Held out of training in LOSO folds to measure rejection of words never heard.
-HELDOUT_WORDS = frozenset(
-    "bird house learn lamp coffee delete garden purple kilo twelve finish heaven hive brother "
-    "evening where wow forty".split()
-)
-
 
 # The benchmark's (bench/) words and phrases: it scores the words NON_DIGIT_WORDS lacks and
 # every phrase as speech no training heard, so nothing drawn for training may hold them.
@@ -76,48 +74,6 @@ BENCHMARK_PHRASES = ("turn on the kitchen light", "what time is it",
                      "good morning everybody", "where are my keys", "the weather is nice today",
                      "call my brother tomorrow")
 
-# Debian's wamerican (SCOWL): many more non-digit words than NON_DIGIT_WORDS, so the unknown
-# class learns "not one of the ten" rather than a few hundred word shapes
-WORD_LIST = Path("/usr/share/dict/words")
-# Other spellings of a digit's sound: a user saying them should get the digit
-DIGIT_HOMOPHONES = frozenset("oh owe won to too tu for fore ate nein sics sicks".split())
-
-
-def reserved_words() -> frozenset[str]:
-    """Words a word-list draw must not contain, nor begin with (bird: birds, birdie): the
-    curated list (its held-out words among them) and every word the benchmark scores."""
-    phrase_words = {w for phrase in BENCHMARK_PHRASES for w in phrase.split()}
-    return frozenset(NON_DIGIT_WORDS) | HELDOUT_WORDS | set(BENCHMARK_WORDS) | phrase_words
-
-
-def word_list_words(count: int, seed: int, path: Path | None = None) -> list[str]:
-    """`count` words drawn (seeded) from a system word list: plain lower-case words of 3-8
-    letters (one to three syllables, digit-sized: long words are easy to reject) that are
-    not a digit or its homophone, do not begin with a digit (sevens, fourteen) and avoid
-    reserved_words(). Fewer if the list has fewer; none, with a warning, if there is none."""
-    if count <= 0:
-        return []
-    path = path or WORD_LIST
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").split()
-    except OSError as exc:
-        log.warning("no word list at %s (%s; Debian: apt install wamerican): training uses "
-                    "only the built-in non-digit words", path, exc.strerror or exc)
-        return []
-    reserved = reserved_words()
-    prefixes = tuple(DIGIT_WORDS) + tuple(w for w in reserved if len(w) >= 3)
-
-    def usable(word: str) -> bool:
-        return (3 <= len(word) <= 8 and word.isascii() and word.isalpha()
-                and word.islower() and word not in reserved and word not in DIGIT_HOMOPHONES
-                and not word.startswith(prefixes))
-
-    candidates = sorted({w for w in lines if usable(w)})
-    rng = np.random.default_rng([seed, 31])
-    picked = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
-    return [candidates[i] for i in sorted(picked)]
-
-
 def assign_voices(words: list[str], voices: list[Voice], per_word: int, seed: int
                   ) -> dict[Voice, list[str]]:
     """Each word to `per_word` distinct voices drawn at random (seeded): voice -> its words."""
@@ -127,18 +83,6 @@ def assign_voices(words: list[str], voices: list[Voice], per_word: int, seed: in
         for i in rng.choice(len(voices), size=min(per_word, len(voices)), replace=False):
             out.setdefault(voices[i], []).append(word)
     return out
-
-
-def fold_heldout_words(fold: int, n_folds: int) -> frozenset[str]:
-    """The non-digit words LOSO fold `fold` of `n_folds` holds out when its words are split
-    into folds too (TrainConfig.word_folds): every n-th word of a fixed shuffle, so over the
-    folds each word is held out exactly once and rejection is measured on the whole list,
-    not on the same 18 words every time."""
-    if not 0 <= fold < n_folds:
-        raise ValueError(f"fold {fold} is not one of {n_folds} folds")
-    words = sorted(set(NON_DIGIT_WORDS))
-    order = np.random.default_rng(2024).permutation(len(words))
-    return frozenset(words[i] for i in order[fold::n_folds])
 
 
 @dataclass(frozen=True)
