@@ -25,7 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import (
+# The daemon's matrices are tiny (a few hundred frames by 257 bins): OpenBLAS's worker threads
+# would spin between them and cost more than twice the CPU of one thread. Before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .config import (  # noqa: E402
     DEMO,
     LISTEN,
     RECOGNIZE,

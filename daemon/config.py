@@ -99,8 +99,8 @@ class Option:
 _SEG = SegmenterSettings()
 OPTIONS: tuple[Option, ...] = (
     Option("model", "--model", str, "",
-           "a .tflite model with its .json metadata beside it (empty: the shipped model)",
-           example="/opt/digitd/models/digitd.tflite"),
+           "a model's metadata JSON, its two .tflite stages beside it (empty: the shipped "
+           "model)", example="/opt/digitd/models/digitd.json"),
     Option("format", "--format", str, "text", "output on stdout: one digit per line, or JSON "
            "lines", choices=("text", "jsonl")),
     Option("verbose", "--verbose", bool, False,

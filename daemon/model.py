@@ -1,7 +1,12 @@
-"""The shipped int8 TFLite model, its metadata, and the rejection rule.
+"""The shipped model: the speech embedding and the digit classifier, their metadata, and the
+rejection rule.
 
-Every setting the runtime needs (labels, sample rate, feature parameters, quantization,
-rejection rule, test-time speeds) is read from the metadata JSON written beside the model.
+Two TFLite files, one per stage, described by one metadata JSON (models/digitd.json):
+  embedding  76 log-mel frames -> one 96-dim vector (Google's speech_embedding, int8)
+  head       head_embeddings consecutive vectors -> probabilities of 0-9 and "unknown"
+The stages are separate so a stream can embed its audio as it arrives (one vector every
+80 ms) and leave only the head for the end of a word. Every setting the runtime needs is read
+from the metadata.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from .audio import change_speed
-from .features import FeatureConfig, check_waveform, extract
+from .features import FeatureConfig, n_embeddings, window_mel
 
-MODEL_FILENAME = "digitd.tflite"
+MODEL_FILENAME = "digitd.json"
+MODEL_FORMAT = "digitd-model/2"
 UNKNOWN_LABEL = "unknown"
 
 
@@ -26,12 +31,8 @@ class ModelError(Exception):
 
 
 def default_model_path() -> Path:
-    """The model shipped as package data in digitd.models."""
+    """The model shipped as package data in digitd.models (its metadata JSON)."""
     return Path(str(resources.files("digitd.models").joinpath(MODEL_FILENAME)))
-
-
-def metadata_path_for(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,8 @@ class RejectionRule:
     """When the model's answer is not printed. Two separate questions: "is it a digit at
     all?" (the unknown class's probability) and "which digit?" (the best probability).
     A word that rhymes with a digit comes out as a fairly sure digit with some unknown
-    mass; a hard real digit comes out unsure between digits with little. Voices unlike the
-    training data carry more unknown mass on real digits too, so the limits are
-    calibrated on such voices as well (train/evaluate.py)."""
+    mass; a hard real digit comes out unsure between digits with little. Both limits are
+    calibrated on held-out speakers and word types (train/evaluate.py)."""
 
     min_confidence: float  # reject when the best probability is below this
     max_unknown: float = 1.0  # reject when p(unknown) reaches this; 1.0 = top label only
@@ -61,17 +61,20 @@ class RejectionRule:
         return (f"reject when the arg-max label is '{UNKNOWN_LABEL}', or p({UNKNOWN_LABEL}) >= "
                 f"{self.max_unknown:.2f}, or the best probability < {self.min_confidence:.2f}")
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.describe(), "min_confidence": self.min_confidence,
+                "max_unknown": self.max_unknown}
+
 
 @dataclass(frozen=True)
 class ModelMetadata:
+    """models/digitd.json: the one description of a model, read and written here only."""
+
     labels: tuple[str, ...]
     features: FeatureConfig
     rejection: RejectionRule
+    files: dict[str, str]  # stage -> TFLite file name beside the JSON
     raw: dict[str, Any]
-    # The utterance is classified at each of these playback speeds and the probabilities
-    # averaged: a voice between the training voices is heard at a speed closer to one of
-    # them. The rejection rule was calibrated on those averages, so the two go together.
-    test_time_speeds: tuple[float, ...] = (1.0,)
 
     @property
     def sample_rate(self) -> int:
@@ -80,31 +83,39 @@ class ModelMetadata:
     @classmethod
     def load(cls, path: Path) -> ModelMetadata:
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ModelError(f"model metadata not found: {path}") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"model metadata unreadable: {path}: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
+            found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+            raise ModelError(f"model metadata {path}: format {found!r} is not {MODEL_FORMAT!r}"
+                             " (a model from another digitd version?)")
         try:
             labels = tuple(str(label) for label in raw["labels"])
             features = FeatureConfig.from_dict(raw["features"])
-            rejection = RejectionRule(
-                min_confidence=float(raw["rejection"]["threshold"]),
-                # Models exported before the unknown-class rule have no such key.
-                max_unknown=float(raw["rejection"].get("unknown_threshold", 1.0)))
-            # Models exported before test-time speeds classify once, as recorded.
-            speeds = tuple(float(s) for s in raw.get("test_time_speeds", [1.0]))
+            rejection = RejectionRule(min_confidence=float(raw["rejection"]["min_confidence"]),
+                                      max_unknown=float(raw["rejection"]["max_unknown"]))
+            files = {"embedding": str(raw["files"]["embedding"]),
+                     "head": str(raw["files"]["head"])}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model metadata {path} is incomplete: {exc!r}") from exc
-        if not speeds or not all(0.5 <= s <= 2.0 for s in speeds):
-            raise ModelError(f"model metadata {path}: test_time_speeds must be a non-empty "
-                             f"list of speeds within 0.5-2.0, not {raw['test_time_speeds']!r}")
-        return cls(labels=labels, features=features, rejection=rejection, raw=raw,
-                   test_time_speeds=speeds)
+        return cls(labels=labels, features=features, rejection=rejection, files=files, raw=raw)
+
+    @staticmethod
+    def write(path: Path, labels: tuple[str, ...], features: FeatureConfig,
+              rejection: RejectionRule, files: dict[str, str], **extra: Any) -> None:
+        """The metadata JSON of a model whose stage files are already beside `path`."""
+        raw = {"format": MODEL_FORMAT, "labels": list(labels), "features": features.to_dict(),
+               "rejection": rejection.to_dict(), "files": files, **extra}
+        Path(path).write_text(json.dumps(raw, indent=2) + "\n")
 
 
-def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
-    """A TFLite interpreter from the first runtime installed: LiteRT, tflite_runtime, TF."""
+def load_interpreter(model_path: Path, num_threads: int = 1,
+                     input_shape: tuple[int, ...] | None = None) -> Any:
+    """A TFLite interpreter from the first runtime installed: LiteRT, tflite_runtime, TF.
+    `input_shape` sizes an input with a free dimension before its tensors are allocated."""
     try:
         from ai_edge_litert import interpreter as runtime
     except ImportError:
@@ -120,15 +131,65 @@ def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
                     "no TFLite runtime installed: pip install ai-edge-litert "
                     "(or tflite-runtime on platforms LiteRT does not support)"
                 ) from exc
+    if not Path(model_path).is_file():
+        raise ModelError(f"model file not found: {model_path}")
     try:
-        # The runtimes' default XNNPACK delegate runs the int8 network ~3x faster than the
-        # plain kernels (0.2 vs 0.6 ms here), for ~1 MB; LOSO calibrates the rejection rule
-        # on its outputs. It logs one INFO line on stderr that Python cannot silence.
         interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads)
+        if input_shape is not None:
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, list(input_shape))
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load model {model_path}: {exc}") from exc
     return interpreter
+
+
+class Stage:
+    """One TFLite file: float in, float out; int8 quantization read from the interpreter.
+
+    `signature` is the input shape without the batch; None marks a free dimension (the
+    embedding stage takes any number of mel frames and returns one vector per 8)."""
+
+    def __init__(self, path: Path, signature: tuple[int | None, ...], num_threads: int = 1
+                 ) -> None:
+        self.path = path
+        self._shape = (1, *(1 if s is None else s for s in signature))
+        if None in signature:  # a free dimension must be sized before allocation
+            self._shape = (1, *(76 if s is None else s for s in signature))
+        self._interpreter = load_interpreter(path, num_threads, self._shape)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output_index = self._interpreter.get_output_details()[0]["index"]
+        found = tuple(int(s) for s in self._input.get("shape_signature",
+                                                      self._input["shape"])[1:])
+        if len(found) != len(signature) or any(
+                want is not None and got != want for got, want in zip(found, signature,
+                                                                        strict=False)):
+            raise ModelError(f"{path}: input shape {found} does not match its metadata's "
+                             f"{signature}")
+        self._in_scale, self._in_zero = self._input["quantization"]
+        out = self._interpreter.get_output_details()[0]
+        self._out_scale, self._out_zero = out["quantization"]
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return x.astype(np.float32)
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / self._in_scale + self._in_zero), info.min, info.max
+                       ).astype(dtype)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x with its batch dimension -> the output, dequantized."""
+        if x.shape != self._shape:
+            self._interpreter.resize_tensor_input(self._input["index"], list(x.shape))
+            self._interpreter.allocate_tensors()
+            self._shape = x.shape
+        self._interpreter.set_tensor(self._input["index"], self._quantize(x))
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output_index)
+        if out.dtype != np.float32:
+            out = (out.astype(np.float32) - self._out_zero) * self._out_scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -140,66 +201,44 @@ class Prediction:
 
 
 class DigitClassifier:
-    """Utterance -> Prediction with the model's rejection rule. One interpreter, reused."""
+    """Audio -> Prediction with the model's rejection rule. One interpreter per stage."""
 
     def __init__(self, model_path: Path | None = None, num_threads: int = 1) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
-        if not self.model_path.is_file():
-            raise ModelError(f"model file not found: {self.model_path}")
-        self.metadata = ModelMetadata.load(metadata_path_for(self.model_path))
+        if self.model_path.suffix == ".tflite":  # the head's file named: its JSON is beside
+            self.model_path = self.model_path.with_name(MODEL_FILENAME)
+        self.metadata = ModelMetadata.load(self.model_path)
         self.rejection = self.metadata.rejection  # settings may replace it (cli)
-        self.test_time_speeds = self.metadata.test_time_speeds
-        self._interpreter = load_interpreter(self.model_path, num_threads)
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        expected = (1, *self.metadata.features.shape, 1)
-        if tuple(self._input["shape"]) != expected:
-            raise ModelError(
-                f"model input shape {tuple(self._input['shape'])} does not match its "
-                f"metadata's feature shape {expected}"
-            )
-        # Read quantization from the interpreter, never assume it.
-        self._in_scale, self._in_zero = self._input["quantization"]
-        self._out_scale, self._out_zero = self._output["quantization"]
-        self._in_buffer = np.zeros(expected, dtype=self._input["dtype"])
+        f = self.metadata.features
+        folder = self.model_path.parent
+        self.embed = Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
+                           num_threads)
+        self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
+                          num_threads)
 
     @property
     def features(self) -> FeatureConfig:
         return self.metadata.features
 
-    def _quantize(self, features: np.ndarray) -> np.ndarray:
-        if self._in_buffer.dtype == np.float32:
-            return features.astype(np.float32)
-        info = np.iinfo(self._in_buffer.dtype)
-        q = np.round(features / self._in_scale + self._in_zero)
-        return np.clip(q, info.min, info.max).astype(self._in_buffer.dtype)
+    def embeddings(self, mel: np.ndarray) -> np.ndarray:
+        """Mel frames -> their embeddings, one every embedding_step frames from the first:
+        (n, 96). One pass: the network's time convolutions are shared by all of them."""
+        f = self.features
+        n = n_embeddings(mel.shape[0], f)
+        if n == 0:
+            return np.zeros((0, 96), dtype=np.float32)
+        frames = f.embedding_frames + f.embedding_step * (n - 1)
+        return self.embed(np.ascontiguousarray(mel[None, :frames, :, None]))[0]
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        self._in_buffer[0, :, :, 0] = self._quantize(features)
-        self._interpreter.set_tensor(self._input["index"], self._in_buffer)
-        self._interpreter.invoke()
-        out = self._interpreter.get_tensor(self._output["index"])[0]
-        if out.dtype != np.float32:
-            out = (out.astype(np.float32) - self._out_zero) * self._out_scale
-        return out
-
-    def classify(self, features: np.ndarray) -> Prediction:
-        """One pass over features already computed (no test-time speeds)."""
-        probs = self.probabilities(features)
+    def classify_embeddings(self, embeddings: np.ndarray) -> Prediction:
+        """The last head_embeddings vectors -> one prediction."""
+        probs = self.head(embeddings[None, -self.features.head_embeddings :])[0]
         return decide(probs, self.metadata.labels, self.rejection)
-
-    def utterance_probabilities(self, waveform: np.ndarray) -> np.ndarray:
-        """Mean probabilities over the model's test-time speeds. Raises ValueError on
-        non-finite samples (features.check_waveform)."""
-        cfg = self.features
-        x = check_waveform(waveform)
-        return np.mean([self.probabilities(extract(x if speed == 1.0 else change_speed(
-            x, speed, cfg.sample_rate), cfg)) for speed in self.test_time_speeds], axis=0)
 
     def classify_utterance(self, waveform: np.ndarray) -> Prediction:
-        """A mono waveform at the model rate holding one word (silence around it is fine)."""
-        probs = self.utterance_probabilities(waveform)
-        return decide(probs, self.metadata.labels, self.rejection)
+        """A mono waveform at the model rate holding one word (silence around it is fine).
+        Raises ValueError on non-finite samples (features.check_waveform)."""
+        return self.classify_embeddings(self.embeddings(window_mel(waveform, self.features)))
 
 
 def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FeatureConfig, check_waveform, trim_silence
-from .model import DigitClassifier
+from .features import FeatureConfig, check_waveform, frame_db, log_mel, trim_silence
+from .model import DigitClassifier, Prediction
 from .segmenter import Segment, SegmenterSettings, VadSegmenter
 
 
@@ -48,21 +48,23 @@ def wall_time() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+WORD_SECONDS = 1.0  # longer gap-free speech in a segment is not one digit
+
+
 def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
                   min_gap_s: float = 0.08, depth: int = 0) -> list[np.ndarray] | None:
-    """Utterances in a trimmed segment longer than the model window.
+    """Utterances in a trimmed segment longer than one word.
 
     Two digits said with a short pause can arrive as one VAD segment: split at the longest
     quiet gap (>= min_gap_s, near the noise floor) between them. Without such a gap, a
-    segment whose speech still fits the window is one word with some noise around it (the
-    crop in fit_window keeps the loudest second); longer gap-free speech is not digits:
-    None, reject it.
+    segment whose speech still fits one word is one word with some noise around it; longer
+    gap-free speech is not digits: None, reject it.
     """
-    if x.size <= cfg.window_samples:
+    word = int(WORD_SECONDS * cfg.sample_rate)
+    if x.size <= word:
         return [x]
     n = cfg.trim_frame
-    frames = x[: x.size // n * n].reshape(-1, n)
-    energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    energy = frame_db(x[: x.size // n * n], n)
     # Speech is gap_db under the peak and 10 dB over the segment's noise floor (its 10th
     # percentile frame): pre-roll and hangover hiss must not count as words.
     threshold = max(energy.max() - gap_db, min(np.percentile(energy, 10) + 10.0,
@@ -83,9 +85,93 @@ def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
                 return None
             parts += sub
         return parts
-    if (last - first + 1) * n <= cfg.window_samples:
+    if (last - first + 1) * n <= word:
         return [x]
     return None
+
+
+class EmbeddingStream:
+    """Speech embeddings of a stream, computed only while someone may be speaking.
+
+    Keeps the last few seconds of audio. `advance()` embeds what arrived since the last call
+    once `group` new vectors are due (one network pass for several: its time convolutions are
+    shared), so at the end of a word only the last few vectors and the head remain. Vector j
+    covers stream samples [j * 1280, j * 1280 + 12512): the grid is fixed by the stream, as in
+    openWakeWord, and a quiet room costs nothing but the copy into the ring.
+    """
+
+    def __init__(self, classifier: DigitClassifier, group: int = 4) -> None:
+        self.classifier = classifier
+        f = classifier.features
+        self.cfg = f
+        self.group = group
+        self.step = f.embedding_samples
+        self.span = (f.embedding_frames - 1) * f.hop_length + f.n_fft
+        self.capacity = f.window_samples + 4 * self.step + f.sample_rate
+        self._ring = np.zeros(self.capacity, dtype=np.float32)
+        self.total = 0  # samples written since the start of the stream
+        self._vectors: dict[int, np.ndarray] = {}
+
+    def write(self, samples: np.ndarray) -> None:
+        n = samples.size
+        if n >= self.capacity:
+            samples, n = samples[-self.capacity:], self.capacity
+            self.total += samples.size - n
+        at = self.total % self.capacity
+        first = min(n, self.capacity - at)
+        self._ring[at : at + first] = samples[:first]
+        self._ring[: n - first] = samples[first:]
+        self.total += n
+
+    def audio(self, start: int, stop: int) -> np.ndarray:
+        """Stream samples [start, stop); they must still be in the ring."""
+        if start < self.total - self.capacity or stop > self.total:
+            raise ValueError("audio no longer (or not yet) in the ring")
+        idx = np.arange(start, stop) % self.capacity
+        return self._ring[idx].astype(np.float64)
+
+    def last_due(self, end: int | None = None) -> int:
+        """Index of the newest vector whose audio ends by stream sample `end` (default now)."""
+        end = self.total if end is None else end
+        return (end - self.span) // self.step
+
+    def _compute(self, first: int, last: int) -> None:
+        f = self.cfg
+        start = first * self.step
+        stop = last * self.step + self.span
+        if start < max(0, self.total - self.capacity):
+            first = -(-max(0, self.total - self.capacity) // self.step)
+            start = first * self.step
+        if first > last:
+            return
+        vectors = self.classifier.embeddings(log_mel(self.audio(start, stop), f))
+        for j, vector in zip(range(first, last + 1), vectors, strict=True):
+            self._vectors[j] = vector
+
+    def advance(self, final_end: int | None = None) -> None:
+        """Embed what is due: in groups while a word goes on, everything up to `final_end`
+        (a segment's end) when it is over."""
+        last = self.last_due(final_end)
+        n = self.cfg.head_embeddings
+        missing = [j for j in range(last - n + 1, last + 1) if j >= 0 and j not in self._vectors]
+        if not missing or (final_end is None and len(missing) < self.group
+                           and last - n + 1 in self._vectors):
+            return
+        self._compute(missing[0], missing[-1])
+        for j in [j for j in self._vectors if j < last - 2 * n]:
+            del self._vectors[j]
+
+    def window(self, end: int) -> np.ndarray | None:
+        """The head's input: the head_embeddings vectors ending by stream sample `end`."""
+        self.advance(final_end=end)
+        last = self.last_due(end)
+        wanted = range(last - self.cfg.head_embeddings + 1, last + 1)
+        if wanted.start < 0 or any(j not in self._vectors for j in wanted):
+            return None
+        return np.stack([self._vectors[j] for j in wanted])
+
+    def reset(self) -> None:
+        self._vectors.clear()
 
 
 class StreamRecognizer:
@@ -96,6 +182,7 @@ class StreamRecognizer:
         self.classifier = classifier
         self.features = classifier.features
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
+        self.embeddings = EmbeddingStream(classifier)
         self._frame = self.segmenter.frame_samples
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_arrival = time.monotonic()
@@ -107,9 +194,13 @@ class StreamRecognizer:
         n_frames = data.size // self._frame
         events: list[Event] = []
         for i in range(n_frames):
-            segment = self.segmenter.push(data[i * self._frame : (i + 1) * self._frame])
+            frame = data[i * self._frame : (i + 1) * self._frame]
+            self.embeddings.write(frame)
+            segment = self.segmenter.push(frame)
             if segment is not None:
                 events += self._recognize(segment, behind=(n_frames - 1 - i) * self._frame)
+            if self.segmenter.triggered:
+                self.embeddings.advance()
         self._pending = data[n_frames * self._frame :].copy()
         return events
 
@@ -121,6 +212,7 @@ class StreamRecognizer:
     def reset(self) -> None:
         """A gap in the audio (device lost): drop the partial segment."""
         self.segmenter.reset()
+        self.embeddings.reset()
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _recognize(self, segment: Segment, behind: int) -> list[Event]:
@@ -132,17 +224,21 @@ class StreamRecognizer:
             # time since the newest samples arrived, plus the hangover waited for.
             return ((time.monotonic() - self._last_arrival) + behind / rate + hangover) * 1000
 
+        def event(prediction: Prediction) -> Event:
+            return Event(prediction.digit, prediction.confidence, segment.start,
+                         segment.speech_end, latency(),
+                         None if prediction.digit is not None else "not a digit")
+
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
         x = trim_silence(check_waveform(segment.samples), self.features)
         parts = split_on_dips(x, self.features)
         if parts is None:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
-        events = []
-        for part in parts:
-            prediction = self.classifier.classify_utterance(part)
-            events.append(Event(
-                prediction.digit, prediction.confidence, segment.start, segment.speech_end,
-                latency(), None if prediction.digit is not None else "not a digit",
-            ))
-        return events
+        if len(parts) > 1:  # words apart in one segment: each one on its own
+            return [event(self.classifier.classify_utterance(part)) for part in parts]
+        # The segmenter and the ring count the same samples: its end is a stream position.
+        window = self.embeddings.window(int(round(segment.end * rate)))
+        if window is None:  # the stream began less than a window ago
+            return [event(self.classifier.classify_utterance(x))]
+        return [event(self.classifier.classify_embeddings(window))]

@@ -47,7 +47,7 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
                 ) -> list[str]:
     """For each (digit, speaker), the first take the shipped model recognizes whole-file
     with a clear margin inside its rejection rule. Device and streaming tests use these, so
-    they test the audio path, not the model's accuracy (LOSO measures that)."""
+    they test the audio path, not the model's accuracy (the evaluation measures that)."""
     from digitd.daemon.audio import read_audio
     from digitd.daemon.model import UNKNOWN_LABEL, DigitClassifier
 
@@ -57,7 +57,7 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
     for digit, speaker in wanted:
         for take in range(50):
             name = f"{digit}_{speaker}_{take}.wav"
-            wave = read_audio(recordings / name, 8000)
+            wave = read_audio(recordings / name, classifier.features.sample_rate)
             prediction = classifier.classify_utterance(wave)
             rule = classifier.metadata.rejection
             if (prediction.digit == digit

@@ -1,4 +1,4 @@
-"""The rejection rule: the runtime's decision and the LOSO calibration that chooses it."""
+"""The rejection rule: the runtime's decision and the held-out calibration that chooses it."""
 
 from __future__ import annotations
 
@@ -52,37 +52,46 @@ def test_batch_decisions_equal_one_at_a_time():
 
 
 def test_shipped_metadata_carries_both_limits():
-    meta = ModelMetadata.load(default_model_path().with_suffix(".json"))
+    meta = ModelMetadata.load(default_model_path())
     assert 0.0 <= meta.rejection.min_confidence < 1.0
     assert 0.0 < meta.rejection.max_unknown <= 1.0
     assert meta.raw["rejection"]["rule"] == meta.rejection.describe()
 
 
-def test_metadata_from_before_the_unknown_limit_keeps_the_top_label_rule(tmp_path):
-    model = tmp_path / "old.tflite"
-    shutil.copy(default_model_path(), model)
-    meta = json.loads(default_model_path().with_suffix(".json").read_text())
-    meta["rejection"] = {"threshold": 0.51}
-    model.with_suffix(".json").write_text(json.dumps(meta))
-    assert DigitClassifier(model).metadata.rejection == RejectionRule(0.51, 1.0)
-
-    meta["rejection"] = {"threshold": 0.5, "unknown_threshold": "high"}
-    model.with_suffix(".json").write_text(json.dumps(meta))
+def test_metadata_of_another_format_or_incomplete_is_a_clear_error(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_path().parent, folder,
+                    ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    meta = json.loads((folder / "digitd.json").read_text())
+    meta["rejection"] = {"min_confidence": 0.51, "max_unknown": 0.2}
+    (folder / "digitd.json").write_text(json.dumps(meta))
+    assert DigitClassifier(folder / "digitd.json").metadata.rejection == RejectionRule(0.51, 0.2)
+    meta["rejection"] = {"min_confidence": 0.5, "max_unknown": "high"}
+    (folder / "digitd.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="incomplete"):
-        DigitClassifier(model)
+        DigitClassifier(folder / "digitd.json")
+    meta["format"] = "digitd-model/1"  # the FSDD-only CNN's metadata
+    (folder / "digitd.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="another digitd version"):
+        DigitClassifier(folder / "digitd.json")
 
 
-def fold(speaker: str, digits: list[np.ndarray], negatives: list[np.ndarray], truth: list[int]):
-    from digitd.train.evaluate import FoldResult
+def sets(digits, truth, negatives) -> dict:
+    """Condition sets as evaluate.condition_sets gives them: the digit conditions and the
+    held-out word conditions calibration weighs."""
+    from digitd.train.evaluate import DIGIT_CONDITIONS, WORD_CONDITIONS
 
-    d, n, t = np.stack(digits), np.stack(negatives), np.array(truth)
-    none = np.zeros((0, 11), dtype=np.float32)
-    return FoldResult(speaker, t, d, d, n, n, d, n, np.zeros(0, dtype=int), none, none, d)
+    empty = (np.zeros((0, 11)), np.zeros(0, dtype=int))
+    out = {name: empty for name, _ in DIGIT_CONDITIONS}
+    out.update({name: empty for name, *_ in WORD_CONDITIONS})
+    out["FSDD"] = (np.stack(digits), np.array(truth))
+    out["real people, held-out word types"] = (np.stack(negatives),
+                                               np.full(len(negatives), 10))
+    return out
 
 
 def test_calibration_uses_the_unknown_probability_when_it_separates():
-    pytest.importorskip("tensorflow")
-    from digitd.train.evaluate import calibrate_rejection
+    from digitd.train.evaluate import calibrate, rates
 
     # Held-out digits are unsure (top 0.5-0.6) but clearly not "unknown"; the non-digit
     # clips look like confident digits with some unknown mass, as "hive" looks like "five".
@@ -92,66 +101,42 @@ def test_calibration_uses_the_unknown_probability_when_it_separates():
     digits = [probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth]
     negatives = [probs(int(rng.integers(10)), rng.uniform(0.7, 0.9), rng.uniform(0.08, 0.2))
                  for _ in range(300)]
-    result = calibrate_rejection([fold("a", digits, negatives, truth)], false_accept_cost=2.0)
-    assert set(result.rates) == {"clean", "noisy", "cost"}  # no voices in these folds
-    assert result.rates["clean"]["false_accept"] == 0.0
-    assert result.rates["clean"]["rejected_digit"] == 0.0
-    assert result.rates["clean"]["wrong_digit"] == 0.0
-    assert 0.04 <= result.rule.max_unknown <= 0.08
+    rule, cost = calibrate(sets(digits, truth, negatives), false_accept_cost=2.0)
+    assert cost == 0.0 and 0.04 <= rule.max_unknown <= 0.08
+    assert rates(rule, np.stack(digits), np.array(truth))["right"] == 1.0
 
-    # Where only the confidence floor can reject, the calibration lowers it to keep digits.
+    # Where only the confidence floor can reject, the calibration lowers it to keep digits
+    # when a false accept costs little...
     flat = [p.copy() for p in negatives]
     for p in flat:
         p[10] = 0.0
-    result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=0.5)
-    assert result.rates["clean"]["rejected_digit"] == 0.0
-    assert result.rates["clean"]["false_accept"] == 1.0
+    rule, _ = calibrate(sets(digits, truth, flat), false_accept_cost=0.5)
+    assert rates(rule, np.stack(flat), np.full(300, 10))["accepted"] == 1.0
     # ...and rejects everything when a false accept costs more than all the digits.
-    result = calibrate_rejection([fold("a", digits, flat, truth)], false_accept_cost=2.0)
-    assert result.rates["clean"]["false_accept"] == 0.0
-    assert result.rates["clean"]["rejected_digit"] == 1.0
+    rule, _ = calibrate(sets(digits, truth, flat), false_accept_cost=2.0)
+    assert rates(rule, np.stack(flat), np.full(300, 10))["accepted"] == 0.0
+    assert rates(rule, np.stack(digits), np.array(truth))["rejected"] == 1.0
 
 
 def test_calibration_weighs_each_condition_the_same():
-    pytest.importorskip("tensorflow")
-    from digitd.train.evaluate import FoldResult, calibrate_rejection
+    from digitd.train.evaluate import calibrate, rates
 
-    # In FSDD's conditions p(unknown) separates digits from non-digits perfectly; on the
-    # unfamiliar voices the real digits carry as much unknown mass as the non-digits, and
-    # only the confidence floor separates them there.
+    # On FSDD p(unknown) separates digits from non-digits; Speech Commands' real people's
+    # digits carry as much unknown mass as the non-digits, and only the confidence floor
+    # separates them there, though they are a tenth of the clips.
     rng = np.random.default_rng(1)
     truth = [int(x) for x in rng.integers(0, 10, 300)]
-    fsdd = np.stack([probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth])
-    fsdd_neg = np.stack([probs(int(rng.integers(10)), rng.uniform(0.4, 0.45),
-                               rng.uniform(0.1, 0.2)) for _ in range(300)])
-    voices_truth = np.array([int(x) for x in rng.integers(0, 10, 30)])  # 10x fewer clips
-    voices = np.stack([probs(t, rng.uniform(0.7, 0.8), rng.uniform(0.1, 0.2))
-                       for t in voices_truth])
-    voices_neg = np.stack([probs(int(rng.integers(10)), rng.uniform(0.4, 0.45),
-                                 rng.uniform(0.1, 0.2)) for _ in range(30)])
-    fold = FoldResult("a", np.array(truth), fsdd, fsdd, fsdd_neg, fsdd_neg, fsdd, fsdd_neg,
-                      voices_truth, voices, voices_neg, fsdd)
-    result = calibrate_rejection([fold], false_accept_cost=2.0)
-    # An unknown limit would lose every voices digit; the floor between 0.45 and 0.5 costs
-    # nothing anywhere, although the voices are a twentieth of the clips.
-    assert result.rates["voices"]["rejected_digit"] == 0.0
-    assert all(result.rates[c]["false_accept"] == 0.0 for c in ("clean", "noisy", "voices"))
-    assert result.rule.max_unknown >= 0.2 and 0.45 <= result.rule.min_confidence <= 0.5
-
-
-def test_noisy_copies_are_seeded_and_at_the_stated_snr(recordings):
-    pytest.importorskip("tensorflow")
-    from digitd.daemon.audio import read_audio
-    from digitd.train.evaluate import NOISY_SNR_DB, noisy_copies
-
-    waves = [read_audio(recordings / f"{d}_theo_{t}.wav", 8000) for d in range(10) for t in (1, 2)]
-    first = noisy_copies(waves, waves, np.random.default_rng(7))
-    again = noisy_copies(waves, waves, np.random.default_rng(7))
-    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    snrs = [10 * np.log10(np.mean(w**2) / np.mean((n - w) ** 2))
-            for w, n in zip(waves, first, strict=True)]
-    assert NOISY_SNR_DB[0] - 0.01 <= min(snrs) and max(snrs) <= NOISY_SNR_DB[1] + 0.01
-    assert max(snrs) - min(snrs) > 5  # a spread, not one level
+    fsdd = [probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth]
+    negatives = [probs(int(rng.integers(10)), rng.uniform(0.4, 0.45), rng.uniform(0.1, 0.2))
+                 for _ in range(300)]
+    out = sets(fsdd, truth, negatives)
+    sc_truth = np.array([int(x) for x in rng.integers(0, 10, 30)])
+    out["Speech Commands"] = (np.stack([probs(t, rng.uniform(0.7, 0.8), rng.uniform(0.1, 0.2))
+                                        for t in sc_truth]), sc_truth)
+    rule, _ = calibrate(out, false_accept_cost=2.0)
+    assert rates(rule, *out["Speech Commands"])["rejected"] == 0.0
+    assert rates(rule, np.stack(negatives), np.full(300, 10))["accepted"] == 0.0
+    assert rule.max_unknown >= 0.2 and 0.45 <= rule.min_confidence <= 0.5
 
 
 def test_rejection_limits_can_be_set_on_the_command_line_and_in_the_config_file(
@@ -167,12 +152,11 @@ def test_rejection_limits_can_be_set_on_the_command_line_and_in_the_config_file(
         return result.stdout.split()
 
     model_rule = printed()
-    assert len(model_rule) == len(files) and 0 < model_rule.count("-") < len(files)
+    assert len(model_rule) == len(files) and model_rule.count("-") < len(files)
     # Nothing gets through a confidence floor of 1.
     assert printed("--min-confidence", "1") == ["-"] * len(files)
     # A tighter limit on p(unknown) rejects more than the model's rule. (These files are
-    # training data for the shipped model, so its own rule may reject only what the
-    # permissive setting below also rejects.)
+    # training data for the shipped model, so its own rule may reject few of them.)
     strict = printed("--max-unknown", "0.02")
     assert model_rule.count("-") < strict.count("-") < len(files)
     # Without the limits, only segments whose top label is "unknown" are rejected.

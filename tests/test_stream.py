@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from digitd.daemon.features import FeatureConfig, trim_silence
 from digitd.daemon.model import DigitClassifier
-from digitd.daemon.pipeline import StreamRecognizer, split_on_dips
+from digitd.daemon.pipeline import WORD_SECONDS, StreamRecognizer, split_on_dips
 from digitd.daemon.segmenter import SegmenterSettings, VadSegmenter
 
 from .streams import build_stream, write_stream
@@ -21,10 +21,12 @@ NAMES = ["3_theo_4.wav", "8_nicolas_20.wav", "0_jackson_33.wav", "5_lucas_12.wav
          "1_george_40.wav", "9_yweweler_2.wav", "6_theo_9.wav"]
 PAUSES = [0.6, 0.9, 0.4, 1.2, 0.7, 0.5, 0.8]
 CLI = [sys.executable, "-m", "digitd.daemon.cli"]
+RATE = 16000  # the model's rate
 
 
-def segments_of(samples: np.ndarray, settings: SegmenterSettings | None = None):
-    seg = VadSegmenter(8000, settings)
+def segments_of(samples: np.ndarray, settings: SegmenterSettings | None = None,
+                rate: int = 8000):
+    seg = VadSegmenter(rate, settings)
     out = []
     n = seg.frame_samples
     for i in range(samples.size // n):
@@ -51,12 +53,12 @@ def test_segmenter_finds_each_digit_at_its_place(recordings):
 
 def test_clicks_make_no_segment_and_breaths_no_digit():
     rng = np.random.default_rng(5)
-    x = np.zeros(8000 * 4, np.float32)
-    for start in (4000, 12000, 20000):
-        x[start : start + 160] = rng.normal(size=160) * 0.5  # 20 ms clicks
-    assert segments_of(x) == []
+    x = np.zeros(RATE * 4, np.float32)
+    for start in (8000, 24000, 40000):
+        x[start : start + 320] = rng.normal(size=320) * 0.5  # 20 ms clicks
+    assert segments_of(x, rate=RATE) == []
     # A breath can be as long as a short digit for the VAD; the model's rejection handles it.
-    x[26000:26400] = rng.normal(size=400) * 0.02  # a 50 ms breath
+    x[52000:52800] = rng.normal(size=800) * 0.02  # a 50 ms breath
     recognizer = StreamRecognizer(DigitClassifier())
     events = recognizer.feed(x) + recognizer.finish()
     assert [e.digit for e in events if e.digit is not None] == []
@@ -66,19 +68,19 @@ def test_continuous_speech_is_flagged_too_long(recordings):
     from digitd.daemon.audio import read_audio
 
     # Talking without a pause: words overlapped by 150 ms, 4+ s of unbroken speech.
-    x = np.zeros(8000 * 8, np.float32)
-    pos = 4000
+    x = np.zeros(RATE * 8, np.float32)
+    pos = 8000
     for name in NAMES * 2:
-        wave = read_audio(recordings / name, 8000)
+        wave = read_audio(recordings / name, RATE)
         wave = wave / np.max(np.abs(wave)) * 0.3
         x[pos : pos + wave.size] += wave
-        pos += wave.size - 1200
-    segments = segments_of(x[: pos + 8000])
+        pos += wave.size - 2400
+    segments = segments_of(x[: pos + RATE], rate=RATE)
     assert segments and all(s.truncated for s in segments)
     assert sum(s.end - s.start for s in segments) > 3.0
     # However long the talking goes on, the segmenter's state stays bounded.
-    seg = VadSegmenter(8000)
-    talk = np.tile(x[4000:pos], 8)  # ~35 s without a pause
+    seg = VadSegmenter(RATE)
+    talk = np.tile(x[8000:pos], 8)  # ~35 s without a pause
     for i in range(talk.size // seg.frame_samples):
         seg.push(talk[i * seg.frame_samples : (i + 1) * seg.frame_samples])
     assert len(seg._frames) <= seg._max_frames and len(seg._energies) <= seg._max_frames
@@ -90,19 +92,20 @@ def test_two_digits_with_a_short_gap_are_split():
 
     from tests.conftest import FSDD
 
-    a = read_audio(FSDD / "recordings" / "4_jackson_3.wav", 8000)
-    b = read_audio(FSDD / "recordings" / "2_jackson_9.wav", 8000)
-    joined = np.concatenate([a, np.zeros(480, np.float32), b])
-    if joined.size <= cfg.window_samples:  # make sure the join is longer than the window
-        joined = np.concatenate([a, np.zeros(cfg.window_samples - a.size - b.size + 800), b])
+    a = read_audio(FSDD / "recordings" / "4_jackson_3.wav", RATE)
+    b = read_audio(FSDD / "recordings" / "2_jackson_9.wav", RATE)
+    joined = np.concatenate([a, np.zeros(960, np.float32), b])
+    word = int(WORD_SECONDS * RATE)
+    if joined.size <= word:  # make sure the join is longer than one word
+        joined = np.concatenate([a, np.zeros(word - a.size - b.size + 1600), b])
     parts = split_on_dips(trim_silence(joined.astype(np.float64), cfg), cfg)
     assert parts is not None and len(parts) == 2
-    hum = np.sin(2 * np.pi * 200 * np.arange(16000) / 8000) * 0.3  # 2 s, no gap at all
+    hum = np.sin(2 * np.pi * 200 * np.arange(2 * RATE) / RATE) * 0.3  # 2 s, no gap at all
     assert split_on_dips(hum, cfg) is None
 
 
 def test_stream_recognizer_on_a_real_stream(recordings):
-    stream = build_stream(recordings, NAMES, PAUSES)
+    stream = build_stream(recordings, NAMES, PAUSES, rate=RATE)
     recognizer = StreamRecognizer(DigitClassifier())
     events = []
     for start in range(0, stream.samples.size, 333):  # odd block size on purpose
@@ -344,3 +347,46 @@ def test_a_phrase_is_not_cut_into_digit_sized_pieces():
     phrases = len(spoken_phrases())
     assert held <= 1.5 * phrases and hasty >= held + 10, (held, hasty, phrases)
 
+
+
+def test_embeddings_computed_while_listening_equal_those_of_the_whole_window(recordings):
+    from digitd.daemon.features import log_mel
+    from digitd.daemon.pipeline import EmbeddingStream
+
+    classifier = DigitClassifier()
+    f = classifier.features
+    stream = build_stream(recordings, NAMES[:3], PAUSES[:3], rate=RATE)
+    embeddings = EmbeddingStream(classifier)
+    calls = []
+    real = classifier.embeddings
+    classifier.embeddings = lambda mel: calls.append(mel.shape[0]) or real(mel)
+    frame = RATE // 100
+    for i in range(stream.samples.size // frame):
+        embeddings.write(stream.samples[i * frame : (i + 1) * frame])
+        if (stream.spans[1][0] - 0.3) * RATE <= embeddings.total <= stream.spans[1][1] * RATE:
+            embeddings.advance()  # a word is going on: groups of vectors as it arrives
+    end = int((stream.spans[1][1] + 0.2) * RATE)
+    calls.clear()
+    window = embeddings.window(end)
+    # at the end of the word only the last few vectors were left to compute
+    assert len(calls) <= 1 and (not calls or calls[0] <= f.embedding_frames + 3 * f.embedding_step)
+    last = embeddings.last_due(end)
+    start = (last - f.head_embeddings + 1) * f.embedding_samples
+    audio = stream.samples[start : last * f.embedding_samples + embeddings.span].astype(np.float64)
+    whole = real(log_mel(audio, f))
+    assert window.shape == whole.shape == (f.head_embeddings, 96)
+    assert np.allclose(window, whole, atol=1e-5)
+
+
+def test_a_quiet_room_costs_no_embedding():
+    from digitd.daemon.pipeline import EmbeddingStream
+
+    classifier = DigitClassifier()
+    recognizer = StreamRecognizer(classifier)
+    calls = []
+    real = classifier.embeddings
+    classifier.embeddings = lambda mel: calls.append(1) or real(mel)
+    rng = np.random.default_rng(2)
+    for _ in range(50):  # 20 s of a quiet room
+        assert recognizer.feed((rng.normal(size=RATE * 2 // 5) * 1e-3).astype(np.float32)) == []
+    assert calls == [] and isinstance(recognizer.embeddings, EmbeddingStream)
