@@ -10,3 +10,8 @@
   segmenter_ab.py  two segmenter settings side by side on the same streams
                    (`python -m bench.segmenter_ab '{"onset_db": 0}'`)
 """
+
+import os
+
+# As the daemon runs (daemon/cli.py): one OpenBLAS thread, set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -13,8 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -26,45 +24,6 @@ def time_per_call(fn, items: list, runs: int) -> float:
     for i in range(runs):
         fn(items[i % len(items)])
     return (time.perf_counter() - t0) / runs * 1000.0
-
-
-def float_tflite(model_path: Path, out: Path) -> Path | None:
-    """A float32 TFLite of the shipped architecture (untrained weights: the cost is the same).
-    Needs TensorFlow (the train extra); None without it."""
-    try:
-        import tensorflow as tf
-        from digitd.daemon.model import ModelMetadata, metadata_path_for
-        from digitd.train.models import build_model
-    except ImportError:
-        return None
-    meta = ModelMetadata.load(metadata_path_for(model_path))
-    train = meta.raw.get("training", {}).get("config", {})
-    model = build_model(meta.features.shape, len(meta.labels), train.get("width", 96),
-                        train.get("dropout", 0.25), tuple(train.get("first_pool", (2, 2))),
-                        train.get("towers", 1))
-    with tempfile.TemporaryDirectory() as tmp:
-        model.export(tmp + "/saved", format="tf_saved_model", verbose=False)
-        out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(tmp + "/saved").convert())
-    return out
-
-
-def tflite_invoke_ms(path: Path, features: list[np.ndarray], runs: int) -> float:
-    """Per-utterance time of one interpreter (one thread) on real features."""
-    from digitd.daemon.model import load_interpreter
-
-    interpreter = load_interpreter(path)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    scale, zero = inp["quantization"]
-
-    def run(f: np.ndarray) -> None:
-        x = f[np.newaxis, :, :, np.newaxis]
-        if inp["dtype"] == np.int8:
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-        interpreter.invoke()
-
-    return time_per_call(run, features, runs)
 
 
 def subprocess_footprint(args: list[str], stdin: bytes | None = None) -> dict:
@@ -139,7 +98,7 @@ def daemon_on_pulse(seconds: float) -> dict:
         try:
             idle = _daemon_run(pulse, Path(tmp) / "idle", 0.0)
             player = subprocess.Popen(
-                ["pacat", "--playback", f"--device={SINK}", "--format=s16le", "--rate=8000",
+                ["pacat", "--playback", f"--device={SINK}", "--format=s16le", "--rate=16000",
                  "--channels=1", "--latency-msec=20", "/dev/zero"],
                 env=pulse.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:

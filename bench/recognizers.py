@@ -1,9 +1,9 @@
 """The recognizers under test, behind one interface: a whole utterance -> digit or None, and
-a long stream -> digits with their times. Both take 8 kHz float audio, the rate of FSDD.
+a long stream -> digits with their times. Both take 16 kHz float audio (bench.material.RATE).
 
-digitd runs its real runtime path (shared features, int8 LiteRT model, webrtcvad segmenter).
-pocketsphinx (PyPI, with its bundled en-us model) gets the audio upsampled to the 16 kHz its
-model wants, a JSGF grammar of the ten digit words ("oh" counts as zero), and its own
+digitd runs its real runtime path (shared features, int8 LiteRT stages, webrtcvad segmenter).
+pocketsphinx (PyPI, with its bundled en-us model) gets the same 16 kHz audio, a JSGF grammar
+of the ten digit words ("oh" counts as zero), and its own
 Endpointer for streams, as its live-audio example does.
 """
 
@@ -83,10 +83,12 @@ class Pocketsphinx:
         self.decoder.add_jsgf_string("many", DIGITS)
 
     def _pcm(self, wave: np.ndarray) -> bytes:
-        import soxr
+        from digitd.daemon.audio import resample
 
-        upsampled = soxr.resample(wave.astype(np.float32), 8000, self.rate)
-        return (np.clip(upsampled, -1, 1) * 32767).astype("<i2").tobytes()
+        from bench.material import RATE
+
+        samples = resample(wave.astype(np.float32), RATE, self.rate)
+        return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
     def isolated(self, wave: np.ndarray) -> int | None:
         self.decoder.activate_search("one")
@@ -133,7 +135,7 @@ class Pocketsphinx:
 
 
 def main() -> int:
-    """`python -m bench.recognizers NAME` streams s16le 8 kHz PCM from stdin through one
+    """`python -m bench.recognizers NAME` streams s16le 16 kHz PCM from stdin through one
     recognizer and prints its digits: the same harness for both, to measure their footprint.
     'READY' goes to stderr once the recognizer is constructed."""
     import sys

@@ -9,9 +9,9 @@
                              the same seeded material): for a new model, minutes instead of
                              an hour
 
-Isolated digits are recognized by the LOSO fold models in reports/loso/ (from
-`digitd-train evaluate --loso`): each speaker by the model that never heard them. Without
-them the shipped model stands in, and the report says that it has heard those speakers.
+FSDD's digits are recognized by the fold models in reports/folds/ (from `digitd-train
+evaluate`): each speaker by the model that never heard them. Without them the shipped model
+stands in, and the report says that it has heard those speakers.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from bench.scoring import StreamScore, score_stream  # noqa: E402
 @dataclass
 class BenchConfig:
     quick: bool = False
+    rate: int = material.RATE  # the audio's rate: another rate is other audio
     per_digit: int | None = None  # FSDD takes per digit and speaker; None: all 50
     stream_digits: int = 40  # per stream; with 20, the DER at 20 dB swung 16-27% by seed
     stream_level_spread_db: float = 3.0  # each word at the SNR +- this, as loudness varies
@@ -210,36 +211,46 @@ def digits_per_hour(recognizers, seconds: float, speech: list[np.ndarray]) -> di
 
 
 def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: Path) -> dict:
-    from digitd.daemon.features import extract
-    from digitd.daemon.model import default_model_path
+    from digitd.daemon.features import log_mel, n_embeddings, window_mel
 
     ours = Digitd()
-    model = default_model_path()
+    classifier = ours.classifier
+    f = classifier.features
     waves = fsdd.waves[:: max(1, len(fsdd.waves) // 200)]
-    features = [extract(w, ours.classifier.features) for w in waves]
+    mels = [window_mel(w, f) for w in waves]
+    vectors = [classifier.embeddings(m) for m in mels]
     runs = cfg.inference_runs
+    folder = classifier.model_path.parent
+    stages = {stage: folder / name for stage, name in classifier.metadata.files.items()}
+    step = f.embedding_step
     out: dict = {
-        "model_bytes": {"digitd int8": model.stat().st_size},
+        "model_bytes": {f"digitd {stage} (int8)": path.stat().st_size
+                        for stage, path in stages.items()},
         "per_utterance_ms": {
-            "digitd features + int8": cost.time_per_call(ours.isolated, waves, runs),
-            "digitd int8 model only": cost.tflite_invoke_ms(model, features, runs),
+            "digitd whole utterance (features + both stages)": cost.time_per_call(
+                ours.isolated, waves, runs),
+            "digitd log-mel features of a window": cost.time_per_call(
+                lambda w: log_mel(w, f), [np.zeros(f.window_samples)], runs),
+            f"digitd embedding, all {f.head_embeddings} of a window in one pass":
+                cost.time_per_call(classifier.embeddings, mels, runs),
+            "digitd embedding, one vector": cost.time_per_call(
+                classifier.embeddings, [m[: f.embedding_frames] for m in mels], runs),
+            "digitd embedding, a stream's group of 4": cost.time_per_call(
+                classifier.embeddings, [m[: f.embedding_frames + 3 * step] for m in mels],
+                runs),
+            "digitd head": cost.time_per_call(classifier.classify_embeddings, vectors, runs),
         },
     }
+    assert n_embeddings(f.embedding_frames + 3 * step, f) == 4
     if peer:
         out["per_utterance_ms"]["pocketsphinx decode"] = cost.time_per_call(
             peer.isolated, waves, max(50, runs // 10))
-    float_model = cost.float_tflite(model, work / "float.tflite")
-    if float_model is not None:
-        out["per_utterance_ms"]["digitd float32 model only"] = cost.tflite_invoke_ms(
-            float_model, features, runs)
-        out["model_bytes"]["digitd float32"] = float_model.stat().st_size
-    if peer:
         import pocketsphinx
 
         ps_model = Path(pocketsphinx.get_model_path())
         out["model_bytes"]["pocketsphinx en-us"] = sum(
             p.stat().st_size for p in (ps_model / "en-us").rglob("*") if p.is_file())
-    # the same harness for both: 8 kHz PCM on stdin, digits on stdout
+    # the same harness for both: 16 kHz PCM on stdin, digits on stdout
     stream = material.digit_stream("footprint", *material.of_speaker(fsdd, "theo"),
                                    cfg.stream_digits, 20, "pink", fsdd.waves[:50], seed=7,
                                    level_spread_db=cfg.stream_level_spread_db)
@@ -283,9 +294,14 @@ def reuse_peer_results(results: dict, previous: dict) -> dict:
 
 
 def fold_models(reports: Path) -> tuple[dict[str, Path | None], bool]:
-    models = {s: reports / "loso" / f"fold-{s}.tflite" for s in material.SPEAKERS}
-    if all(p.is_file() for p in models.values()):
-        return dict(models), True
+    """Each FSDD speaker -> the fold model that never heard them (reports/folds/, from
+    `digitd-train evaluate`), or None for all when there are none."""
+    models: dict[str, Path | None] = {}
+    for path in sorted((reports / "folds").glob("fold-*/digitd.json")):
+        for speaker in json.loads(path.read_text()).get("fold", {}).get("fsdd_held_out", []):
+            models[speaker] = path
+    if set(models) >= set(material.SPEAKERS):
+        return models, True
     return dict.fromkeys(material.SPEAKERS), False
 
 
@@ -326,10 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.0f} s] {name}", file=sys.stderr, flush=True)
 
     models, loso = fold_models(args.reports)
-    step("loading FSDD" + ("" if loso else " (no LOSO fold models: the shipped model stands in)"))
+    step("loading FSDD" + ("" if loso else " (no fold models: the shipped model stands in)"))
     fsdd = material.load_fsdd(args.data, cfg.per_digit)
     peer = None if previous else Pocketsphinx()
-    results: dict = {"config": asdict(cfg), "loso_models": loso}
+    results: dict = {"config": asdict(cfg), "fold_models": loso}
+    if (args.reports / "evaluation.json").is_file():
+        results["evaluation"] = json.loads((args.reports / "evaluation.json").read_text())
     step("isolated digits, held-out speakers")
     results["isolated"] = isolated(fsdd, models, peer)
     step("voices training never used")

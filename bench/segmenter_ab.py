@@ -1,4 +1,4 @@
-"""Two segmenter settings side by side on the same audio, with the same LOSO fold models.
+"""Two segmenter settings side by side on the same audio, with the same fold models.
 
     python -m bench.segmenter_ab '{"release_db": 90, "onset_db": 0}' --block-ms-a 20
 
@@ -22,7 +22,7 @@ from digitd.daemon.segmenter import SegmenterSettings
 from bench import material
 from bench.cost import REPO
 from bench.recognizers import Digitd
-from bench.run import BenchConfig, digits_per_hour
+from bench.run import BenchConfig, digits_per_hour, fold_models
 from bench.scoring import StreamScore, score_stream, word_outcomes
 
 OUTCOMES = ("right", "wrong digit", "not a digit", "too long", "no segment")
@@ -32,10 +32,10 @@ def measure(label: str, segmenter: SegmenterSettings, block_ms: int | None, fsdd
             reports: Path, words: int) -> dict:
     scores: dict = {}
     outcomes: dict = {}
+    folds, _ = fold_models(reports)
     for k, speaker in enumerate(material.SPEAKERS):
         waves, digits = material.of_speaker(fsdd, speaker)
-        fold = reports / "loso" / f"fold-{speaker}.tflite"
-        recognizer = Digitd(fold if fold.is_file() else None, segmenter, block_ms)
+        recognizer = Digitd(folds[speaker], segmenter, block_ms)
         for kind in ("white", "pink", "babble"):
             for snr in (20, 10):
                 stream = material.digit_stream(
