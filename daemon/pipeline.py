@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FeatureConfig, check_waveform, frame_db, log_mel, trim_silence
+from .features import FeatureConfig, check_waveform, frame_db, noise_floor, trim_silence
 from .model import DigitClassifier, Prediction
 from .segmenter import Segment, SegmenterSettings, VadSegmenter
 
@@ -90,90 +90,6 @@ def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
     return None
 
 
-class EmbeddingStream:
-    """Speech embeddings of a stream, computed only while someone may be speaking.
-
-    Keeps the last few seconds of audio. `advance()` embeds what arrived since the last call
-    once `group` new vectors are due (one network pass for several: its time convolutions are
-    shared), so at the end of a word only the last few vectors and the head remain. Vector j
-    covers stream samples [j * 1280, j * 1280 + 12512): the grid is fixed by the stream, as in
-    openWakeWord, and a quiet room costs nothing but the copy into the ring.
-    """
-
-    def __init__(self, classifier: DigitClassifier, group: int = 4) -> None:
-        self.classifier = classifier
-        f = classifier.features
-        self.cfg = f
-        self.group = group
-        self.step = f.embedding_samples
-        self.span = (f.embedding_frames - 1) * f.hop_length + f.n_fft
-        self.capacity = f.window_samples + 4 * self.step + f.sample_rate
-        self._ring = np.zeros(self.capacity, dtype=np.float32)
-        self.total = 0  # samples written since the start of the stream
-        self._vectors: dict[int, np.ndarray] = {}
-
-    def write(self, samples: np.ndarray) -> None:
-        n = samples.size
-        if n >= self.capacity:
-            samples, n = samples[-self.capacity:], self.capacity
-            self.total += samples.size - n
-        at = self.total % self.capacity
-        first = min(n, self.capacity - at)
-        self._ring[at : at + first] = samples[:first]
-        self._ring[: n - first] = samples[first:]
-        self.total += n
-
-    def audio(self, start: int, stop: int) -> np.ndarray:
-        """Stream samples [start, stop); they must still be in the ring."""
-        if start < self.total - self.capacity or stop > self.total:
-            raise ValueError("audio no longer (or not yet) in the ring")
-        idx = np.arange(start, stop) % self.capacity
-        return self._ring[idx].astype(np.float64)
-
-    def last_due(self, end: int | None = None) -> int:
-        """Index of the newest vector whose audio ends by stream sample `end` (default now)."""
-        end = self.total if end is None else end
-        return (end - self.span) // self.step
-
-    def _compute(self, first: int, last: int) -> None:
-        f = self.cfg
-        start = first * self.step
-        stop = last * self.step + self.span
-        if start < max(0, self.total - self.capacity):
-            first = -(-max(0, self.total - self.capacity) // self.step)
-            start = first * self.step
-        if first > last:
-            return
-        vectors = self.classifier.embeddings(log_mel(self.audio(start, stop), f))
-        for j, vector in zip(range(first, last + 1), vectors, strict=True):
-            self._vectors[j] = vector
-
-    def advance(self, final_end: int | None = None) -> None:
-        """Embed what is due: in groups while a word goes on, everything up to `final_end`
-        (a segment's end) when it is over."""
-        last = self.last_due(final_end)
-        n = self.cfg.head_embeddings
-        missing = [j for j in range(last - n + 1, last + 1) if j >= 0 and j not in self._vectors]
-        if not missing or (final_end is None and len(missing) < self.group
-                           and last - n + 1 in self._vectors):
-            return
-        self._compute(missing[0], missing[-1])
-        for j in [j for j in self._vectors if j < last - 2 * n]:
-            del self._vectors[j]
-
-    def window(self, end: int) -> np.ndarray | None:
-        """The head's input: the head_embeddings vectors ending by stream sample `end`."""
-        self.advance(final_end=end)
-        last = self.last_due(end)
-        wanted = range(last - self.cfg.head_embeddings + 1, last + 1)
-        if wanted.start < 0 or any(j not in self._vectors for j in wanted):
-            return None
-        return np.stack([self._vectors[j] for j in wanted])
-
-    def reset(self) -> None:
-        self._vectors.clear()
-
-
 class StreamRecognizer:
     """Feed any number of samples; get the events finished by them."""
 
@@ -182,7 +98,6 @@ class StreamRecognizer:
         self.classifier = classifier
         self.features = classifier.features
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
-        self.embeddings = EmbeddingStream(classifier)
         self._frame = self.segmenter.frame_samples
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_arrival = time.monotonic()
@@ -195,12 +110,9 @@ class StreamRecognizer:
         events: list[Event] = []
         for i in range(n_frames):
             frame = data[i * self._frame : (i + 1) * self._frame]
-            self.embeddings.write(frame)
             segment = self.segmenter.push(frame)
             if segment is not None:
                 events += self._recognize(segment, behind=(n_frames - 1 - i) * self._frame)
-            if self.segmenter.triggered:
-                self.embeddings.advance()
         self._pending = data[n_frames * self._frame :].copy()
         return events
 
@@ -212,7 +124,6 @@ class StreamRecognizer:
     def reset(self) -> None:
         """A gap in the audio (device lost): drop the partial segment."""
         self.segmenter.reset()
-        self.embeddings.reset()
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _recognize(self, segment: Segment, behind: int) -> list[Event]:
@@ -231,14 +142,13 @@ class StreamRecognizer:
 
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
-        x = trim_silence(check_waveform(segment.samples), self.features)
+        samples = check_waveform(segment.samples)
+        floor = noise_floor(samples, self.features)  # the room's, pre-roll and hangover in
+        x = trim_silence(samples, self.features)
         parts = split_on_dips(x, self.features)
         if parts is None:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
-        if len(parts) > 1:  # words apart in one segment: each one on its own
-            return [event(self.classifier.classify_utterance(part)) for part in parts]
-        # The segmenter and the ring count the same samples: its end is a stream position.
-        window = self.embeddings.window(int(round(segment.end * rate)))
-        if window is None:  # the stream began less than a window ago
-            return [event(self.classifier.classify_utterance(x))]
-        return [event(self.classifier.classify_embeddings(window))]
+        # Each word as a file of it is recognized (the path the evaluation measures): trimmed,
+        # in quiet padding, ending tail_seconds before its window's end. One network pass
+        # embeds the whole window at once, its time convolutions shared by all 16 vectors.
+        return [event(self.classifier.classify_utterance(part, floor)) for part in parts]

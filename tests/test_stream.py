@@ -349,38 +349,7 @@ def test_a_phrase_is_not_cut_into_digit_sized_pieces():
 
 
 
-def test_embeddings_computed_while_listening_equal_those_of_the_whole_window(recordings):
-    from digitd.daemon.features import log_mel
-    from digitd.daemon.pipeline import EmbeddingStream
-
-    classifier = DigitClassifier()
-    f = classifier.features
-    stream = build_stream(recordings, NAMES[:3], PAUSES[:3], rate=RATE)
-    embeddings = EmbeddingStream(classifier)
-    calls = []
-    real = classifier.embeddings
-    classifier.embeddings = lambda mel: calls.append(mel.shape[0]) or real(mel)
-    frame = RATE // 100
-    for i in range(stream.samples.size // frame):
-        embeddings.write(stream.samples[i * frame : (i + 1) * frame])
-        if (stream.spans[1][0] - 0.3) * RATE <= embeddings.total <= stream.spans[1][1] * RATE:
-            embeddings.advance()  # a word is going on: groups of vectors as it arrives
-    end = int((stream.spans[1][1] + 0.2) * RATE)
-    calls.clear()
-    window = embeddings.window(end)
-    # at the end of the word only the last few vectors were left to compute
-    assert len(calls) <= 1 and (not calls or calls[0] <= f.embedding_frames + 3 * f.embedding_step)
-    last = embeddings.last_due(end)
-    start = (last - f.head_embeddings + 1) * f.embedding_samples
-    audio = stream.samples[start : last * f.embedding_samples + embeddings.span].astype(np.float64)
-    whole = real(log_mel(audio, f))
-    assert window.shape == whole.shape == (f.head_embeddings, 96)
-    assert np.allclose(window, whole, atol=1e-5)
-
-
 def test_a_quiet_room_costs_no_embedding():
-    from digitd.daemon.pipeline import EmbeddingStream
-
     classifier = DigitClassifier()
     recognizer = StreamRecognizer(classifier)
     calls = []
@@ -389,4 +358,18 @@ def test_a_quiet_room_costs_no_embedding():
     rng = np.random.default_rng(2)
     for _ in range(50):  # 20 s of a quiet room
         assert recognizer.feed((rng.normal(size=RATE * 2 // 5) * 1e-3).astype(np.float32)) == []
-    assert calls == [] and isinstance(recognizer.embeddings, EmbeddingStream)
+    assert calls == []
+
+
+def test_a_word_in_a_stream_is_heard_as_the_file_of_it(recordings):
+    # One pass at the word's end over the same window `recognize --whole` builds: the words
+    # before it are not in it, and the stream's answer is the file's.
+    from digitd.daemon.audio import read_audio
+
+    classifier = DigitClassifier()
+    stream = build_stream(recordings, NAMES[:3], [0.4, 0.4, 0.8], rate=RATE)
+    recognizer = StreamRecognizer(classifier)
+    events = recognizer.feed(stream.samples) + recognizer.finish()
+    for event, name in zip(events, NAMES[:3], strict=True):
+        alone = classifier.classify_utterance(read_audio(recordings / name, RATE))
+        assert event.digit == alone.digit == int(name[0])
