@@ -44,8 +44,10 @@ class FeatureConfig:
     embedding_step: int = 8  # mel frames between embeddings (80 ms)
     head_embeddings: int = 16  # embeddings the classifier reads (1.98 s of audio)
     tail_seconds: float = 0.15  # a whole-file word ends this far before the window's end
-    pad_dbfs: float = -80.0  # a short clip is padded with noise this loud, a quiet room's
-    # microphone: digital silence is no room, and its log-mel lies far below anything heard
+    pad_dbfs: float = -80.0  # a short clip is padded with noise at its own noise floor, never
+    # quieter than this (a quiet room's microphone: digital silence is no room, and its
+    # log-mel lies far below anything heard) nor louder than pad_max_dbfs
+    pad_max_dbfs: float = -40.0
     trim_db: float = 40.0  # frames quieter than peak - trim_db at the ends are silence
     trim_frame: int = 160  # 10 ms
     trim_margin_frames: int = 5  # keep 50 ms around the speech so weak onsets survive
@@ -129,14 +131,24 @@ def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return x[start:stop]
 
 
-def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = None
-                     ) -> np.ndarray:
+def noise_floor(x: np.ndarray, cfg: FeatureConfig) -> float:
+    """The level of a clip's quietest 10 ms (its room), in dBFS, within pad_dbfs-pad_max_dbfs:
+    what pads it, so the window sounds like one room (as training's noisy renditions do),
+    not a word in a box of silence."""
+    energy = frame_db(x, cfg.trim_frame)
+    energy = energy[energy > -150.0]  # digital silence is no room
+    level = float(energy.min()) if energy.size else cfg.pad_dbfs
+    return min(max(level, cfg.pad_dbfs), cfg.pad_max_dbfs)
+
+
+def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
+                     pad_dbfs: float | None = None) -> np.ndarray:
     """One word -> exactly window_samples of audio, the word ending `tail` seconds (default
     cfg.tail_seconds) before the end, as the end of a VAD segment places it in a stream.
 
-    Shorter input is padded before (and after) with the same seeded noise at pad_dbfs every
-    time; longer input keeps the loudest stretch that fits, so a long clip keeps its word
-    instead of its first two seconds.
+    Shorter input is padded before (and after) with the same seeded noise every time, at
+    `pad_dbfs` (default cfg.pad_dbfs); longer input keeps the loudest stretch that fits, so
+    a long clip keeps its word instead of its first two seconds.
     """
     w = cfg.window_samples
     tail_samples = int(round((cfg.tail_seconds if tail is None else tail) * cfg.sample_rate))
@@ -147,7 +159,8 @@ def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = Non
         energy = cumulative[room:] - cumulative[:-room]
         start = int(np.argmax(energy))
         x = x[start : start + room]
-    out = pad_noise(w, cfg.pad_dbfs).copy()
+    level = cfg.pad_dbfs if pad_dbfs is None else pad_dbfs
+    out = pad_noise(w, cfg.pad_dbfs) * 10 ** ((level - cfg.pad_dbfs) / 20)
     out[room - x.size : room] = x
     return out
 
@@ -266,11 +279,12 @@ def mel_windows(mel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return view[:: cfg.embedding_step].transpose(0, 2, 1)
 
 
-def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None
-               ) -> np.ndarray:
+def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
+               floor: float | None = None) -> np.ndarray:
     """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels).
 
-    `tail` places the word in its window; inference uses the default, training varies it
-    (time-shift augmentation through the same code path)."""
+    Trimmed, then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail`
+    places the word in its window; inference uses the default."""
     x = check_waveform(waveform)
-    return log_mel(utterance_window(trim_silence(x, cfg), cfg, tail), cfg)
+    level = noise_floor(x, cfg) if floor is None else floor
+    return log_mel(utterance_window(trim_silence(x, cfg), cfg, tail, level), cfg)

@@ -235,10 +235,13 @@ class DigitClassifier:
         probs = self.head(embeddings[None, -self.features.head_embeddings :])[0]
         return decide(probs, self.metadata.labels, self.rejection)
 
-    def classify_utterance(self, waveform: np.ndarray) -> Prediction:
-        """A mono waveform at the model rate holding one word (silence around it is fine).
+    def classify_utterance(self, waveform: np.ndarray, floor: float | None = None
+                           ) -> Prediction:
+        """A mono waveform at the model rate holding one word (silence around it is fine);
+        `floor`: its room's noise level in dBFS when known (a stream's), else measured on it.
         Raises ValueError on non-finite samples (features.check_waveform)."""
-        return self.classify_embeddings(self.embeddings(window_mel(waveform, self.features)))
+        mel = window_mel(waveform, self.features, floor=floor)
+        return self.classify_embeddings(self.embeddings(mel))
 
 
 def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:

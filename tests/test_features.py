@@ -177,3 +177,20 @@ def test_config_round_trip_and_unknown_keys():
         FeatureConfig.from_dict({**CFG.to_dict(), "hop": 3})
     with pytest.raises(ValueError, match="missing"):
         FeatureConfig.from_dict({"n_fft": 256})
+
+
+def test_a_clip_is_padded_at_its_own_noise_floor(recordings):
+    from digitd.daemon.features import noise_floor
+
+    rng = np.random.default_rng(4)
+    word = read_audio(recordings / "7_jackson_7.wav", CFG.sample_rate).astype(np.float64)
+    room = rng.normal(size=3 * CFG.sample_rate) * 10 ** (-65 / 20)  # a room at -65 dBFS
+    clip = room.copy()
+    clip[CFG.sample_rate : CFG.sample_rate + word.size] += word
+    assert abs(noise_floor(clip, CFG) - (-65)) < 3
+    assert noise_floor(np.zeros(8000), CFG) == CFG.pad_dbfs  # digital silence is no room
+    assert noise_floor(rng.normal(size=8000) * 0.3, CFG) == CFG.pad_max_dbfs
+    window = utterance_window(trim_silence(clip, CFG), CFG, pad_dbfs=noise_floor(clip, CFG))
+    head = window[: CFG.sample_rate // 2]  # padding only
+    assert abs(10 * np.log10(np.mean(head**2)) - noise_floor(clip, CFG)) < 0.5
+    assert np.array_equal(window_mel(clip, CFG), log_mel(window, CFG))

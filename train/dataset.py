@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 from digitd.daemon.audio import change_speed
-from digitd.daemon.features import check_waveform, log_mel, trim_silence, utterance_window
+from digitd.daemon.features import (
+    check_waveform,
+    log_mel,
+    noise_floor,
+    trim_silence,
+    utterance_window,
+)
 from digitd.daemon.model import UNKNOWN_LABEL
 
 from . import synth
@@ -166,9 +172,10 @@ def render(wave: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
            pool: list[np.ndarray], clean: bool) -> np.ndarray:
     """One clip -> one window of audio for the classifier (features.utterance_window)."""
     f, rate = cfg.features, cfg.features.sample_rate
-    x = trim_silence(check_waveform(wave), f)
-    if clean:
-        return utterance_window(x, f)
+    x = check_waveform(wave)
+    if clean:  # as features.window_mel, what `recognize --whole` computes
+        return utterance_window(trim_silence(x, f), f, pad_dbfs=noise_floor(x, f))
+    x = trim_silence(x, f)
     x = change_speed(x, rng.uniform(*cfg.speed_range), rate).astype(np.float64)
     if rng.random() < cfg.eq_prob:
         x = random_eq(x, rate, rng)
