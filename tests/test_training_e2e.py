@@ -86,3 +86,20 @@ def test_a_second_run_embeds_nothing_again(quick_fit, fsdd_dir, speech_commands)
     material, embedded = load_material(make_config(args))
     assert caches[0].stat().st_mtime_ns == stamp  # read, not written
     assert embedded.x.shape[1:] == (16, 96) and embedded.clip.max() == len(material) - 1
+
+
+@pytest.mark.slow
+def test_recalibrating_from_saved_predictions_gives_the_same_report(quick_fit, fsdd_dir,
+                                                                    speech_commands):
+    from digitd.train import cli
+
+    path = quick_fit / "reports" / "evaluation.json"
+    before = json.loads(path.read_text())
+    args = ["evaluate", "--quick", "--recalibrate", "--data", str(fsdd_dir),
+            "--speech-commands", str(speech_commands), "--reports", str(quick_fit / "reports"),
+            "--cache-dir", str(quick_fit / "cache")]
+    assert cli.main(args) == 0
+    after = json.loads(path.read_text())
+    assert after["rule"] == before["rule"] and after["conditions"] == before["conditions"]
+    assert cli.main([*args[:-4], "--reports", str(quick_fit / "nothing"),
+                     "--cache-dir", str(quick_fit / "cache")]) == 2  # nothing saved there

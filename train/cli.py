@@ -3,6 +3,7 @@
   digitd-train fit                 evaluate on held-out speakers and words, calibrate the
                                    rejection rule, train on everything, export models/
   digitd-train evaluate            only the evaluation: reports/evaluation.json and plots
+                                   (--recalibrate: the rule again, from saved predictions)
   digitd-train download            fetch and verify FSDD (when ../shared is not beside you)
 
 The model is Google's speech embedding (frozen; its weights come from the pyopen-wakeword
@@ -82,7 +83,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = make_config(args)
     started = time.time()
     material, embedded = load_material(cfg)
-    report = evaluate(material, embedded, cfg, args.reports)
+    try:
+        report = evaluate(material, embedded, cfg, args.reports, args.recalibrate)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(str(exc)) from exc
     print_report(report)
     print(f"wrote {args.reports / 'evaluation.json'} in {time.time() - started:.0f} s")
     return 0
@@ -178,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("evaluate", help="held-out speakers and word types; calibrate the rule")
     _common(p)
+    p.add_argument("--recalibrate", action="store_true",
+                   help="no training: calibrate the rule again from the folds' saved held-out "
+                        "predictions (reports/folds/heldout.npz)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("download", help="fetch and verify the pinned FSDD release")
     p.add_argument("--dest", type=Path, default=None, help=f"default: {user_data_dir()}")
