@@ -47,21 +47,21 @@ def test_digit_stream_puts_every_word_at_the_stated_snr(recordings):
     """theo's takes differ by ~25 dB; a noise set from the stream's mean power would leave
     most of his words far under the SNR the benchmark reports."""
     import numpy as np
-    import soundfile as sf
+    from digitd.daemon.audio import read_audio
 
-    from bench.material import active_power, digit_stream
+    from bench.material import RATE, active_power, digit_stream
 
     files = sorted(recordings.glob("*_theo_*.wav"))
-    waves = [sf.read(f, dtype="float64")[0] for f in files]
+    waves = [read_audio(f, RATE).astype(np.float64) for f in files]
     levels = 10 * np.log10([active_power(w) for w in waves])
     assert levels.max() - np.median(levels) > 15  # the material is what the test is about
     snr, spread = 20.0, 3.0
     stream = digit_stream("t", waves, [0] * len(waves), 30, snr, "white", [], seed=5,
                           level_spread_db=spread)
     x = stream.samples.astype(np.float64)
-    silence = x[: int(0.45 * 8000)]  # before the first word: noise alone
+    silence = x[: int(0.45 * RATE)]  # before the first word: noise alone
     noise_power = np.mean(silence**2)
-    word_snrs = [10 * np.log10(active_power(x[int(w.start * 8000):int(w.end * 8000)])
+    word_snrs = [10 * np.log10(active_power(x[int(w.start * RATE):int(w.end * RATE)])
                                / noise_power - 1) for w in stream.truth]
     # active level includes the noise under the word, hence the "- 1"; the silence sample is
     # short, so allow 1 dB for its own estimate
