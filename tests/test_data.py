@@ -202,14 +202,13 @@ def test_folds_hold_out_speakers_voices_and_word_types(material):
 
 
 def test_renditions_are_seeded_and_the_clean_one_is_what_recognize_sees(material):
-    from digitd.daemon.features import trim_silence, utterance_window
+    from digitd.daemon.features import log_mel, window_mel
     from digitd.train.dataset import render
 
     cfg, m = material
     wave = m.waves[0]
     clean = render(wave, cfg, np.random.default_rng(1), [], clean=True)
-    assert np.array_equal(clean, utterance_window(trim_silence(wave, cfg.features),
-                                                  cfg.features))
+    assert np.array_equal(log_mel(clean, cfg.features), window_mel(wave, cfg.features))
     pool = [w for w, c in zip(m.waves, m.corpora, strict=True) if c == "sc"]
     a = render(wave, cfg, np.random.default_rng([5, 1]), pool, clean=False)
     b = render(wave, cfg, np.random.default_rng([5, 1]), pool, clean=False)
