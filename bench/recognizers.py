@@ -127,7 +127,8 @@ class Pocketsphinx:
 
     def _words(self, utterance_start: float, now: float) -> list[Emitted]:
         words = []
-        for seg in self.decoder.seg():  # frames of 10 ms from the utterance start
+        # frames of 10 ms from the utterance start; None when it heard nothing at all
+        for seg in self.decoder.seg() or []:
             digits = _digits(seg.word.split("(")[0])
             if digits:
                 words.append(Emitted(digits[0], utterance_start + seg.end_frame / 100.0, now))
