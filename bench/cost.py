@@ -170,13 +170,23 @@ def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) 
             _, peak_after_loss = proc_stat(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        sigterm = time.monotonic()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a finding to report, not a reason to stop
+            proc.kill()
+            proc.wait(timeout=10)
+        stop_s = time.monotonic() - sigterm if proc.returncode == 0 else None
         reader.join(timeout=5)
         notify.close()
+    if stop_s is None:
+        print("bench: the daemon did not stop cleanly on SIGTERM; its last lines:\n"
+              + "".join(x for _, x in log[-15:]), file=sys.stderr)
     opened = next((t - started for t, line in log if "listening on" in line), None)
     heavy = next((x for _, x in log if x.startswith("HEAVY=")), "HEAVY=?")[6:].strip()
     return {"stream_open_s": opened, "ready_s": ready,
             "cpu_share_silence": (cpu1 - cpu0) / seconds if seconds > 0 else None,
             "peak_rss_mb": peak / 2**20, "rss_mb_by_origin": rss,
             "peak_rss_after_device_loss_mb": peak_after_loss and peak_after_loss / 2**20,
-            "heavy_modules": heavy.split(",") if heavy else []}
+            "heavy_modules": heavy.split(",") if heavy else [],
+            "stop_after_sigterm_s": stop_s}

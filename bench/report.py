@@ -367,7 +367,9 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               + (f" ({d['peak_rss_after_device_loss_mb']:.0f} MB after its device was "
                  "unloaded for a few rescans and loaded again, as a microphone pulled out and "
                  "plugged back in)" if d.get("peak_rss_after_device_loss_mb") else "")
-              + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}.", ""]
+              + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}"
+              + ("; **it did not stop cleanly within 10 s of SIGTERM** (killed)."
+                 if d.get("stop_after_sigterm_s", 0) is None else "."), ""]
     if d.get("rss_mb_by_origin"):
         parts += ["Where the daemon's resident memory comes from:", "",
                   table(["origin", "MB"], [[k, f"{v:.1f}"] for k, v in sorted(
