@@ -270,21 +270,18 @@ def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
     return 1 + (n_frames - cfg.embedding_frames) // cfg.embedding_step
 
 
-def mel_windows(mel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Mel frames -> the embedding network's inputs, one every embedding_step frames:
-    shape (n, embedding_frames, n_mels), a view."""
-    if mel.shape[0] < cfg.embedding_frames:
-        return np.zeros((0, cfg.embedding_frames, cfg.n_mels), dtype=mel.dtype)
-    view = np.lib.stride_tricks.sliding_window_view(mel, cfg.embedding_frames, axis=0)
-    return view[:: cfg.embedding_step].transpose(0, 2, 1)
+def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
+                    floor: float | None = None) -> np.ndarray:
+    """One utterance -> the audio behind the classifier's input (window_samples): trimmed,
+    then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail` places
+    the word in its window; inference uses the default."""
+    x = check_waveform(waveform)
+    level = noise_floor(x, cfg) if floor is None else floor
+    return utterance_window(trim_silence(x, cfg), cfg, tail, level)
 
 
 def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
                floor: float | None = None) -> np.ndarray:
-    """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels).
-
-    Trimmed, then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail`
-    places the word in its window; inference uses the default."""
-    x = check_waveform(waveform)
-    level = noise_floor(x, cfg) if floor is None else floor
-    return log_mel(utterance_window(trim_silence(x, cfg), cfg, tail, level), cfg)
+    """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels),
+    as utterance_audio places it."""
+    return log_mel(utterance_audio(waveform, cfg, tail, floor), cfg)

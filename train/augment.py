@@ -42,12 +42,6 @@ def random_noise(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np
     return coloured_noise(n, {"white": 0.0, "pink": 1.0, "brown": 2.0}.get(kind, 1.0), rng)
 
 
-def add_noise(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    signal_power = np.mean(x**2) + 1e-12
-    noise_power = np.mean(noise**2) + 1e-12
-    return x + noise * np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10.0)))
-
-
 def synthetic_rir(rt60: float, rate: int, rng: np.random.Generator) -> np.ndarray:
     """Exponentially decaying noise tail after a direct impulse: a simple room."""
     n = int(rt60 * rate)

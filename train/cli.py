@@ -93,9 +93,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from digitd.daemon.features import log_mel
+    from digitd.daemon.features import window_mel
 
-    from .dataset import LABELS, render
+    from .dataset import LABELS
     from .embedding import ATTRIBUTION
     from .evaluate import evaluate, load_rule
     from .export import embedding_tflite, to_int8_tflite, write_model
@@ -122,8 +122,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       corpora[embedded.clip[rows]], len(LABELS), cfg, desc="fit")
     rng = np.random.default_rng(cfg.seed)
     picks = rng.permutation(np.flatnonzero(trainable))[:400]
-    mels = np.stack([log_mel(render(material.waves[i], cfg, np.random.default_rng(i), [],
-                                    clean=True), cfg.features) for i in picks])
+    mels = np.stack([window_mel(material.waves[i], cfg.features) for i in picks])
     embedding = embedding_tflite(mels)
     head_bytes = to_int8_tflite(head, embedded.x[rows[rng.permutation(len(rows))[:400]]]
                                 .astype(np.float32))

@@ -29,8 +29,8 @@ from digitd.daemon.audio import change_speed
 from digitd.daemon.features import (
     check_waveform,
     log_mel,
-    noise_floor,
     trim_silence,
+    utterance_audio,
     utterance_window,
 )
 from digitd.daemon.model import UNKNOWN_LABEL
@@ -172,10 +172,9 @@ def render(wave: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
            pool: list[np.ndarray], clean: bool) -> np.ndarray:
     """One clip -> one window of audio for the classifier (features.utterance_window)."""
     f, rate = cfg.features, cfg.features.sample_rate
-    x = check_waveform(wave)
-    if clean:  # as features.window_mel, what `recognize --whole` computes
-        return utterance_window(trim_silence(x, f), f, pad_dbfs=noise_floor(x, f))
-    x = trim_silence(x, f)
+    if clean:  # what `recognize --whole` computes
+        return utterance_audio(wave, f)
+    x = trim_silence(check_waveform(wave), f)
     x = change_speed(x, rng.uniform(*cfg.speed_range), rate).astype(np.float64)
     if rng.random() < cfg.eq_prob:
         x = random_eq(x, rate, rng)

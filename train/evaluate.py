@@ -23,7 +23,7 @@ from digitd.daemon.model import MODEL_FILENAME, ModelMetadata, RejectionRule, St
 
 from .config import TrainConfig
 from .data import SPEAKERS
-from .dataset import LABELS, UNKNOWN, Embedded, Material, render
+from .dataset import LABELS, UNKNOWN, Embedded, Material
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,9 @@ def train_mask(material: Material, speaker_fold: np.ndarray, word_fold: np.ndarr
 
 def clean_mels(material: Material, cfg: TrainConfig, clips: np.ndarray) -> np.ndarray:
     """Copy 0 of each clip (what `recognize --whole` computes), as mel windows."""
-    from digitd.daemon.features import log_mel
+    from digitd.daemon.features import window_mel
 
-    return np.stack([log_mel(render(material.waves[i], cfg, np.random.default_rng(0), [],
-                                    clean=True), cfg.features) for i in clips])
+    return np.stack([window_mel(material.waves[i], cfg.features) for i in clips])
 
 
 def runtime_embeddings(embedding_file: Path, mels: np.ndarray, batch: int = 64) -> np.ndarray:
