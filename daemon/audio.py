@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +36,91 @@ def change_speed(samples: np.ndarray, factor: float, rate: int) -> np.ndarray:
     return resample(samples, round(rate * factor), rate)
 
 
-def read_audio(path: str | Path, rate: int) -> np.ndarray:
-    """Any file libsndfile reads (WAV, FLAC, OGG...), any rate or channel count ->
-    mono float32 at `rate`. Raises AudioError with the reason on anything unusable."""
+MAX_RATE = 768_000  # a header claiming more is corrupt, not audio
+
+
+class StreamResampler:
+    """Chunked band-limited resampling (libsoxr stream), no-op at equal rates."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._stream = None
+        if rate_in != rate_out:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32",
+                                               quality="HQ")
+
+    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        samples = samples.astype(np.float32, copy=False)
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples, last=last)
+
+
+def open_audio(path: str | Path):
+    """An open soundfile.SoundFile, or AudioError saying why not (missing, not a file,
+    unreadable, an impossible header)."""
     import soundfile as sf
 
-    if not Path(path).is_file():
+    p = Path(path)
+    if not p.exists():
         raise AudioError(f"{path}: no such file")
+    if not p.is_file():
+        kind = "a directory" if p.is_dir() else "a device, FIFO or socket"
+        raise AudioError(f"{path}: not a regular file ({kind})")
     try:
-        samples, file_rate = sf.read(str(path), dtype="float32", always_2d=False)
+        f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise AudioError(f"{path}: not readable audio ({exc})") from exc
+    if not 1 <= f.samplerate <= MAX_RATE or f.channels < 1:
+        f.close()
+        raise AudioError(f"{path}: impossible header ({f.samplerate} Hz, {f.channels} "
+                         "channels): a damaged file")
+    return f
+
+
+def audio_blocks(path: str | Path, rate: int, block_seconds: float = 0.1
+                 ) -> Iterator[np.ndarray]:
+    """A file as mono float32 blocks at `rate`, read a block at a time: memory stays the
+    same whatever the file's length. AudioError on a bad file, even after some blocks."""
+    import soundfile as sf
+
+    with open_audio(path) as f:
+        resampler = StreamResampler(f.samplerate, rate)
+        size = max(1, int(f.samplerate * block_seconds))
+        seen = 0
+        try:
+            for block in f.blocks(blocksize=size, dtype="float32", always_2d=True):
+                mono = to_mono(block)
+                if not np.all(np.isfinite(mono)):
+                    raise AudioError(f"{path}: contains non-finite samples")
+                seen += mono.size
+                yield resampler(mono)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{path}: damaged after {seen / f.samplerate:.1f} s ({exc})"
+                             ) from exc
+        if seen == 0:
+            raise AudioError(f"{path}: contains no samples")
+        yield resampler(np.zeros(0, np.float32), last=True)
+
+
+def read_audio(path: str | Path, rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """Any file libsndfile reads (WAV, FLAC, OGG...), any rate or channel count ->
+    mono float32 at `rate`. `max_seconds`: longer files are an AudioError, found from the
+    header before anything is read. Raises AudioError with the reason on anything unusable."""
+    import soundfile as sf
+
+    with open_audio(path) as f:
+        seconds = f.frames / f.samplerate
+        if max_seconds is not None and seconds > max_seconds:
+            raise AudioError(f"{path}: {seconds:.0f} s long, more than the {max_seconds:g} s "
+                             "one utterance may be")
+        try:
+            samples = f.read(dtype="float32", always_2d=False)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+            raise AudioError(f"{path}: not readable audio ({exc})") from exc
+        file_rate = f.samplerate
     samples = to_mono(np.asarray(samples))
     if samples.size == 0:
         raise AudioError(f"{path}: contains no samples")

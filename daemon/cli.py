@@ -18,9 +18,7 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from typing import Any
 # The daemon's matrices are tiny (a few hundred frames by 257 bins): OpenBLAS's worker threads
 # would spin between them and cost more than twice the CPU of one thread. Before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from digitd import __version__  # noqa: E402
 
 from .config import (  # noqa: E402
     DEMO,
@@ -39,139 +39,74 @@ from .config import (  # noqa: E402
     example_config,
     resolve,
 )
-from .model import DigitClassifier, ModelError
-from .mqtt import MqttError
-from .sources import DeviceError
+from .model import DigitClassifier, ModelError  # noqa: E402
+from .mqtt import MqttError  # noqa: E402
+from .sinks import Fanout, OutputError, ReaderGone, StdoutSink, emit  # noqa: E402
+from .sources import DeviceError  # noqa: E402
+from .stream import Shutdown, StreamLoop, stop_on_signals  # noqa: E402
 
 log = logging.getLogger("digitd")
 
-
-class Shutdown(Exception):
-    """SIGTERM or SIGINT: stop cleanly."""
+EXIT_OUTPUT = 3  # every output failed: distinct from 1 (a file failed) and 2 (bad setup)
 
 
-def emit(line: str) -> None:
-    """One result line on stdout, flushed at once so a pipe reader sees it now."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+def open_outputs(settings: Settings, every_result: bool = False
+                 ) -> tuple[StdoutSink, Any, Fanout]:
+    """stdout, the MQTT publisher when mqtt.url is set (connected or connecting), and the
+    fan-out over both. `every_result`: stdout gets rejections too (one line per file)."""
+    printer = StdoutSink(settings["format"], settings["verbose"] or every_result)
+    publisher = None
+    if settings["mqtt.url"]:
+        from .mqtt import MqttPublisher, MqttSettings
+
+        publisher = MqttPublisher(MqttSettings.from_settings(settings))
+        publisher.start()
+    return printer, publisher, Fanout([printer] + ([publisher] if publisher else []))
 
 
-def _on_signal(signum, frame) -> None:
-    raise Shutdown(signal.Signals(signum).name)
+def close_publisher(publisher: Any) -> int:
+    """Flush and close MQTT; 1 when digits were not delivered (a script should know)."""
+    return 1 if publisher is not None and publisher.close() else 0
 
 
-class EventPrinter:
-    """Events -> stdout lines in the chosen format."""
+def open_source(settings: Settings, rate: int) -> Any:
+    from .sources import MicrophoneSource, RawPcmSource, stdin_binary
 
-    def __init__(self, fmt: str, verbose: bool) -> None:
-        self.fmt, self.verbose = fmt, verbose
-        self.digits = 0
-
-    def __call__(self, events: Iterable, file: str | None = None) -> None:
-        for event in events:
-            if event.digit is None and not self.verbose:
-                continue
-            if event.digit is not None:
-                self.digits += 1
-            if self.fmt == "jsonl":
-                emit(json.dumps(event.row(file)))
-            else:
-                emit("-" if event.digit is None else str(event.digit))
-
-
-Sink = Callable[[list, "str | None"], None]
-
-
-def run_stream(source, recognizer, sinks: list[Sink], file: str | None = None,
-               on_block: Callable[[Any], None] | None = None) -> None:
-    for block in source:
-        if block.gap:
-            recognizer.reset()
-        events = recognizer.feed(block.samples, block.arrival)
-        for sink in sinks:
-            sink(events, file)
-        if on_block is not None:
-            on_block(block)
-    events = recognizer.finish()
-    for sink in sinks:
-        sink(events, file)
-
-
-class ServiceState:
-    """The systemd side of the audio loop: READY once audio flows, a watchdog ping from
-    every turn of the loop, STATUS when the device or the digit count changes."""
-
-    def __init__(self, notifier, source, printer: EventPrinter) -> None:
-        self.notifier, self.source, self.printer = notifier, source, printer
-        self._shown: tuple | None = None
-
-    def status(self) -> str:
-        if self.source.lost:
-            return (f"input device lost ({self.source.description}), reopening; "
-                    f"{self.printer.digits} digits so far")
-        return f"listening on {self.source.description}; {self.printer.digits} digits so far"
-
-    def __call__(self, block) -> None:
-        if not self.notifier.ready_sent:
-            if block.samples.size == 0:
-                return
-            self.notifier.ready(self.status())
-            self._shown = (self.source.lost, self.printer.digits)
-        self.notifier.heartbeat()
-        state = (self.source.lost, self.printer.digits)
-        if state != self._shown:
-            self._shown = state
-            self.notifier.status(self.status())
-
-
-def open_publisher(settings: Settings):
-    """The MQTT sink when mqtt.url is set, connected (or connecting), else None."""
-    if not settings["mqtt.url"]:
-        return None
-    from .mqtt import MqttPublisher, MqttSettings
-
-    publisher = MqttPublisher(MqttSettings.from_settings(settings))
-    publisher.start()
-    return publisher
+    if settings["audio.input"] == "-":
+        log.info("reading s16le PCM from stdin at %d Hz, %d ch", settings["audio.rate"],
+                 settings["audio.channels"])
+        return RawPcmSource(stdin_binary(), settings["audio.rate"], rate,
+                            settings["audio.channels"])
+    return MicrophoneSource(rate, device=settings["audio.device"] or None,
+                            block_seconds=settings["audio.block_ms"] / 1000.0)
 
 
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
-    from .notify import Notifier
+    from .notify import Notifier, ServiceState
     from .pipeline import StreamRecognizer
-    from .sources import MicrophoneSource, RawPcmSource, input_devices, stdin_binary
+    from .sources import input_devices
 
-    segmenter = settings.segmenter()
     if settings["audio.input"] != "-":
         # Scan the devices before the model loads: the plugins ALSA maps for the scan are
         # released after it, so they never add to the interpreter's memory at the peak.
         input_devices()
     classifier = load_classifier(settings)
-    recognizer = StreamRecognizer(classifier, segmenter)
-    printer = EventPrinter(settings["format"], settings["verbose"])
-    rate = classifier.features.sample_rate
-    if settings["audio.input"] == "-":
-        source = RawPcmSource(stdin_binary(), settings["audio.rate"], rate,
-                              settings["audio.channels"])
-        log.info("reading s16le PCM from stdin at %d Hz, %d ch", settings["audio.rate"],
-                 settings["audio.channels"])
-    else:
-        source = MicrophoneSource(rate, device=settings["audio.device"] or None,
-                                  block_seconds=settings["audio.block_ms"] / 1000.0)
-    publisher = open_publisher(settings)
-    sinks: list[Sink] = [printer] + ([publisher] if publisher is not None else [])
+    recognizer = StreamRecognizer(classifier, settings.segmenter())
+    source = open_source(settings, classifier.features.sample_rate)
+    _, publisher, output = open_outputs(settings)
+    loop = StreamLoop(output, settings["count"] or None)
     notifier = Notifier()
     try:  # a DeviceError here is the first open failing; later losses are reopened
-        run_stream(source, recognizer, sinks, on_block=ServiceState(notifier, source, printer))
+        loop.run(source, recognizer, on_block=ServiceState(notifier, source, loop))
     except Shutdown as why:
-        log.info("%s: stopping (%d digits recognized)", why, printer.digits)
+        log.info("%s: stopping (%d digits recognized)", why, loop.digits)
     finally:
-        notifier.stopping(f"stopping; {printer.digits} digits recognized")
+        notifier.stopping(f"stopping; {loop.digits} digits recognized")
         if hasattr(source, "stop"):
             source.stop()
-        if publisher is not None:
-            publisher.close()
+        undelivered = close_publisher(publisher)
         notifier.close()
-    return 0
+    return undelivered
 
 
 def load_classifier(settings: Settings) -> DigitClassifier:
@@ -184,61 +119,48 @@ def load_classifier(settings: Settings) -> DigitClassifier:
     return classifier
 
 
-def recognize_whole(files: list[str], classifier: DigitClassifier, settings: Settings) -> int:
+def recognize_whole_files(files: list[str], classifier: DigitClassifier,
+                          settings: Settings) -> int:
+    """One line per file in every format (text: the digit, '-' or '?'); digits to MQTT."""
     from .recognize import recognize_files
 
+    _, publisher, output = open_outputs(settings, every_result=True)
     failed = 0
-    publisher = open_publisher(settings)
     try:
         for result in recognize_files(files, classifier):
             if result.error is not None:
                 failed += 1
                 print(f"digitd: {result.error}", file=sys.stderr)
-            if settings["format"] == "jsonl":
-                emit(json.dumps(result.to_json()))
-            elif result.prediction is not None:
-                digit = result.prediction.digit
-                emit("-" if digit is None else str(digit))
-            if publisher is not None and result.prediction is not None and (
-                    result.prediction.digit is not None):
-                from .pipeline import wall_time
-
-                publisher.publish({**result.to_json(), "time": wall_time(),
-                                   "event_type": str(result.prediction.digit)})
+            output([result])
     finally:
-        if publisher is not None and publisher.close():
-            failed += 1  # digits printed but not delivered: a script should know
+        failed += close_publisher(publisher)
     return 1 if failed else 0
 
 
 def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
-    classifier = load_classifier(settings)
-    failed = 0
-    if args.whole:
-        return recognize_whole(args.files, classifier, settings)
-
     from .audio import AudioError
     from .pipeline import StreamRecognizer
     from .sources import FileSource
 
+    classifier = load_classifier(settings)
+    if args.whole:
+        return recognize_whole_files(args.files, classifier, settings)
     segmenter = settings.segmenter()
-    printer = EventPrinter(settings["format"], settings["verbose"])
-    publisher = open_publisher(settings)
-    sinks: list[Sink] = [printer] + ([publisher] if publisher is not None else [])
+    printer, publisher, output = open_outputs(settings)
+    loop = StreamLoop(output)
+    failed = 0
     try:
         for path in args.files:
             try:
-                source = FileSource(path, classifier.features.sample_rate)
-            except AudioError as exc:
+                loop.run(FileSource(path, classifier.features.sample_rate),
+                         StreamRecognizer(classifier, segmenter), file=path)
+            except AudioError as exc:  # digits before a damaged part are already out
                 failed += 1
                 print(f"digitd: {exc}", file=sys.stderr)
                 if settings["format"] == "jsonl":
-                    emit(json.dumps({"file": path, "digit": None, "error": str(exc)}))
-                continue
-            run_stream(source, StreamRecognizer(classifier, segmenter), sinks, file=path)
+                    printer.line(json.dumps({"file": path, "digit": None, "error": str(exc)}))
     finally:
-        if publisher is not None and publisher.close():
-            failed += 1  # digits printed but not delivered: a script should know
+        failed += close_publisher(publisher)
     return 1 if failed else 0
 
 
@@ -281,7 +203,8 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"digitd {__version__}")
+    sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("listen", help="recognize digits from a microphone or stdin")
     add_options(p, LISTEN)
@@ -315,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
     settings = None
     if not getattr(args, "settings_free", False) and not getattr(args, "example", False):
         try:
@@ -325,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     logging.basicConfig(level=settings["log_level"] if settings else "INFO",
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop_on_signals()
     try:
         if settings is None:
             return args.func(args) if args.func is cmd_devices else args.func(args, None)
@@ -334,11 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DeviceError, ModelError, MqttError) as exc:
         print(f"digitd: {exc}", file=sys.stderr)
         return 2
-    except Shutdown:
+    except OutputError as exc:
+        print(f"digitd: {exc}; stopping", file=sys.stderr)
+        return EXIT_OUTPUT
+    except (Shutdown, ReaderGone):  # a signal, or the reader went away (listen | head -3)
         return 0
-    except BrokenPipeError:
-        # The reader went away (digitd listen | head -3): end quietly with status 0, and
-        # keep Python from failing again when it flushes stdout at exit.
+    except BrokenPipeError:  # stdout outside the sinks (devices, config): the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class Option:
         ok = (isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool)))
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
-        if not ok:
+        if not ok or (self.kind is float and not math.isfinite(value)):
             raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
@@ -103,6 +104,9 @@ OPTIONS: tuple[Option, ...] = (
            "model)", example="/opt/digitd/models/digitd.json"),
     Option("format", "--format", str, "text", "output on stdout: one digit per line, or JSON "
            "lines", choices=("text", "jsonl")),
+    Option("count", "--count", int, 0, "stop after this many digits, so a script can read "
+           "a PIN: pin=$(digitd listen --count 4) (0: run until stopped)", commands=(LISTEN,),
+           low=0, high=1_000_000),
     Option("verbose", "--verbose", bool, False,
            "also print rejected segments (digit null, or '-' in text)"),
     Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",

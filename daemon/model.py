@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import FeatureConfig, n_embeddings, window_mel
+from .features import FeatureConfig, log_mel, n_embeddings, utterance_window, window_mel
 
 MODEL_FILENAME = "digitd.json"
 MODEL_FORMAT = "digitd-model/2"
@@ -235,13 +235,16 @@ class DigitClassifier:
         probs = self.head(embeddings[None, -self.features.head_embeddings :])[0]
         return decide(probs, self.metadata.labels, self.rejection)
 
-    def classify_utterance(self, waveform: np.ndarray, floor: float | None = None
-                           ) -> Prediction:
-        """A mono waveform at the model rate holding one word (silence around it is fine);
-        `floor`: its room's noise level in dBFS when known (a stream's), else measured on it.
+    def classify_utterance(self, waveform: np.ndarray) -> Prediction:
+        """A mono waveform at the model rate holding one word (silence around it is fine).
         Raises ValueError on non-finite samples (features.check_waveform)."""
-        mel = window_mel(waveform, self.features, floor=floor)
-        return self.classify_embeddings(self.embeddings(mel))
+        return self.classify_embeddings(self.embeddings(window_mel(waveform, self.features)))
+
+    def classify_word(self, word: np.ndarray, floor: float) -> Prediction:
+        """One word already checked and trimmed (pipeline.words), padded at its room's
+        noise `floor` in dBFS: the path of classify_utterance without doing that again."""
+        audio = utterance_window(word, self.features, None, floor)
+        return self.classify_embeddings(self.embeddings(log_mel(audio, self.features)))
 
 
 def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:

@@ -63,6 +63,8 @@ def default_device_id() -> str:
 class MqttPublisher:
     """Publishes digits; `start()` connects, `close()` flushes and says offline."""
 
+    name = "mqtt"
+
     def __init__(self, settings: MqttSettings) -> None:
         try:
             import paho.mqtt.client as paho

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +92,30 @@ def watchdog_interval(env: dict[str, str] | os._Environ[str]) -> float | None:
     if usec <= 0 or (pid and pid != str(os.getpid())):
         return None
     return usec / 2e6
+
+
+class ServiceState:
+    """The systemd side of the audio loop: READY once audio flows, a watchdog ping from
+    every turn of the loop, STATUS when the device or the digit count changes."""
+
+    def __init__(self, notifier: Notifier, source: Any, loop: Any) -> None:
+        self.notifier, self.source, self.loop = notifier, source, loop
+        self._shown: tuple | None = None
+
+    def status(self) -> str:
+        if self.source.lost:
+            return (f"input device lost ({self.source.description}), reopening; "
+                    f"{self.loop.digits} digits so far")
+        return f"listening on {self.source.description}; {self.loop.digits} digits so far"
+
+    def __call__(self, block: Any) -> None:
+        if not self.notifier.ready_sent:
+            if block.samples.size == 0:
+                return
+            self.notifier.ready(self.status())
+            self._shown = (self.source.lost, self.loop.digits)
+        self.notifier.heartbeat()
+        state = (self.source.lost, self.loop.digits)
+        if state != self._shown:
+            self._shown = state
+            self.notifier.status(self.status())

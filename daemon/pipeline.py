@@ -37,6 +37,9 @@ class Event:
             out["reason"] = self.reason
         return out
 
+    def text(self) -> str:
+        return "-" if self.digit is None else str(self.digit)
+
     def row(self, file: str | None = None) -> dict:
         """What the sinks publish: the event, the wall-clock time, and the file it came from."""
         out = {**self.to_json(), "time": wall_time()}
@@ -88,6 +91,14 @@ def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
     if (last - first + 1) * n <= word:
         return [x]
     return None
+
+
+def words(samples: np.ndarray, cfg: FeatureConfig) -> tuple[float, list[np.ndarray] | None]:
+    """A VAD segment or a whole clip -> its room's noise floor (dBFS, measured before the
+    trim, pre-roll and hangover in) and its words, checked and trimmed once here; None when
+    it holds longer gap-free speech than a word. ValueError on non-finite samples."""
+    x = check_waveform(samples)
+    return noise_floor(x, cfg), split_on_dips(trim_silence(x, cfg), cfg)
 
 
 class StreamRecognizer:
@@ -142,13 +153,10 @@ class StreamRecognizer:
 
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
-        samples = check_waveform(segment.samples)
-        floor = noise_floor(samples, self.features)  # the room's, pre-roll and hangover in
-        x = trim_silence(samples, self.features)
-        parts = split_on_dips(x, self.features)
+        floor, parts = words(segment.samples, self.features)
         if parts is None:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
         # Each word as a file of it is recognized (the path the evaluation measures): trimmed,
         # in quiet padding, ending tail_seconds before its window's end. One network pass
         # embeds the whole window at once, its time convolutions shared by all 16 vectors.
-        return [event(self.classifier.classify_utterance(part, floor)) for part in parts]
+        return [event(self.classifier.classify_word(part, floor)) for part in parts]

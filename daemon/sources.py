@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .audio import read_audio, to_mono
+from .audio import StreamResampler, audio_blocks, to_mono
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +36,18 @@ class Block:
     gap: bool = False  # audio was lost before this block (device reopened)
 
 
-class StreamResampler:
-    """Chunked band-limited resampling (libsoxr stream), no-op at equal rates."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.rate_in, self.rate_out = rate_in, rate_out
-        self._stream = None
-        if rate_in != rate_out:
-            import soxr
-
-            self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32",
-                                               quality="HQ")
-
-    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
-        samples = samples.astype(np.float32, copy=False)
-        if self._stream is None:
-            return samples
-        return self._stream.resample_chunk(samples, last=last)
-
-
 class FileSource:
+    """A file read a block at a time (any length, bounded memory); AudioError from the
+    first block when it is unusable, or later when it is damaged part way."""
+
     def __init__(self, path: str, rate: int, block_seconds: float = 0.1) -> None:
-        self.samples = read_audio(path, rate)
-        self.block = max(1, int(rate * block_seconds))
+        self.blocks = audio_blocks(path, rate, block_seconds)
+        self._first = next(self.blocks)  # a bad header is found before anything is recognized
 
     def __iter__(self) -> Iterator[Block]:
-        for start in range(0, self.samples.size, self.block):
-            yield Block(self.samples[start : start + self.block], time.monotonic())
+        yield Block(self._first, time.monotonic())
+        for samples in self.blocks:
+            yield Block(samples, time.monotonic())
 
 
 class RawPcmSource:

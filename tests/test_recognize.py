@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,8 +111,57 @@ def test_bad_files_are_reported_and_the_batch_goes_on(recordings, tmp_path):
     assert len(rows) == 3
     assert rows[0]["digit"] is None and "not readable" in rows[0]["error"]
     assert rows[1]["digit"] is None and "no such file" in rows[1]["error"]
-    assert rows[2] == {"file": good, "digit": 6, "confidence": rows[2]["confidence"]}
+    assert rows[2] == {"file": good, "digit": 6, "confidence": rows[2]["confidence"],
+                       "time": rows[2]["time"]}
     assert "corrupt.wav" in result.stderr and "missing.wav" in result.stderr
+
+
+def test_one_line_per_file_in_text_mode_and_a_clear_reason(recordings, tmp_path):
+    """200 files give 200 lines: '?' for a file that cannot be read, '-' for no digit."""
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF1234WAVEfmt garbage")
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    absurd = tmp_path / "absurd.wav"
+    sf.write(absurd, np.zeros(1600, dtype=np.int16), 16000, subtype="PCM_16")
+    header = bytearray(absurd.read_bytes())
+    header[24:28] = (0xFFFFFFF0).to_bytes(4, "little")  # a sample rate nobody records at
+    absurd.write_bytes(bytes(header))
+    good = str(recordings / "6_theo_12.wav")
+    files = [str(corrupt), str(tmp_path), str(fifo), str(absurd), good]
+    result = run_cli("recognize", "--whole", *files)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["?", "?", "?", "?", "6"]
+    errors = result.stderr
+    assert "not a regular file (a directory)" in errors
+    assert "fifo.wav: not a regular file" in errors
+    assert "absurd.wav" in errors and "Traceback" not in errors
+
+
+def test_a_clip_of_several_words_is_rejected_with_its_reason(recordings, tmp_path):
+    a, rate = sf.read(recordings / "4_jackson_3.wav", dtype="float32")
+    b, _ = sf.read(recordings / "2_jackson_9.wav", dtype="float32")
+    gap = np.zeros(int(0.4 * rate), dtype=np.float32)
+    sf.write(tmp_path / "two.wav", np.concatenate([gap, a, gap, b, gap]), rate)
+    result = run_cli("recognize", "--whole", "--format", "jsonl", str(tmp_path / "two.wav"))
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["digit"] is None and row["reason"].startswith("several words (2)")
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(16000, dtype=np.float32), 16000)
+    result = run_cli("recognize", "--whole", "--format", "jsonl", str(silence))
+    assert json.loads(result.stdout)["reason"] == "not a digit"
+
+
+def test_a_whole_file_longer_than_an_utterance_is_a_per_file_error(recordings, tmp_path):
+    long = tmp_path / "long.wav"
+    with sf.SoundFile(long, "w", 16000, 1, subtype="PCM_16") as f:
+        for _ in range(61):
+            f.write(np.zeros(16000, dtype=np.int16))
+    result = run_cli("recognize", "--whole", str(long), str(recordings / "6_theo_12.wav"))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["?", "6"]
+    assert "61 s long" in result.stderr
 
 
 def test_silence_and_noise_are_rejected(tmp_path):

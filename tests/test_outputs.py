@@ -1,0 +1,99 @@
+"""Outputs that fail or go away: one failing sink never stops the others, a closed reader is
+noticed at once, `--count` ends a script's read, no traceback reaches the user."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from importlib import resources
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from .daemon import CLI
+from .mosquitto import Mosquitto, Subscriber
+from .streams import pcm16
+
+SAMPLE = resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav")
+RATE = sf.info(str(SAMPLE)).samplerate
+
+
+def sample_pcm(silence_after: float = 1.0) -> bytes:
+    wave, _ = sf.read(str(SAMPLE), dtype="float32")
+    return pcm16(np.concatenate([wave, np.zeros(int(silence_after * RATE), np.float32)]))
+
+
+def listen(*args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "listen", "--input", "-", "--rate", str(RATE), *args],
+                            stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE)
+
+
+def test_stdout_failing_alone_is_a_clear_error_with_its_own_status():
+    with open("/dev/full", "w") as full:
+        proc = listen(stdout=full)
+        _, err = proc.communicate(sample_pcm(), timeout=60)
+    err = err.decode()
+    assert proc.returncode == 3, err
+    assert "cannot write to stdout: No space left on device" in err
+    assert "Traceback" not in err
+
+
+def test_stdout_failing_leaves_mqtt_going(tmp_path):
+    broker = Mosquitto(tmp_path / "broker").start()
+    sub = Subscriber(broker, topic="#")
+    try:
+        with open("/dev/full", "w") as full:
+            proc = listen("--mqtt", broker.url(), "--mqtt-device-id", "door", stdout=full)
+            _, err = proc.communicate(sample_pcm(), timeout=60)
+        digits = [json.loads(m.payload)["digit"] for m in sub.wait("door/digit", 3, timeout=10)]
+    finally:
+        sub.close()
+        broker.stop()
+    err = err.decode()
+    assert digits == [4, 2, 7]
+    assert proc.returncode == 0, err
+    assert err.count("output stdout failed") == 1 and "(mqtt) go on" in err
+    assert "Traceback" not in err
+
+
+def test_a_closed_reader_ends_listen_at_once():
+    """`pin=$(digitd listen | head -1)`: the first digit, then digitd ends without waiting
+    for a second one to find the pipe closed."""
+    proc = listen()
+    try:
+        proc.stdin.write(sample_pcm(silence_after=0.0)[: int(RATE * 1.3) * 2])  # "four"
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == b"4"
+        proc.stdout.close()  # what `head -1` does after its line
+        silence = pcm16(np.zeros(RATE // 10, np.float32))
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                proc.stdin.write(silence)  # a quiet room: no digit would ever hit the pipe
+                proc.stdin.flush()
+            except BrokenPipeError:
+                break
+            time.sleep(0.1)
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0, err
+    assert time.monotonic() < deadline, "still running 10 s after its reader went away"
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_count_stops_after_that_many_digits(count):
+    proc = listen("--count", str(count))
+    proc.stdin.write(sample_pcm())  # stdin stays open: only the count can end it
+    proc.stdin.flush()
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    assert proc.returncode == 0, err
+    assert out.split() == ["4", "2"][:count]
