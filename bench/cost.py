@@ -90,7 +90,6 @@ def daemon_on_pulse(seconds: float) -> dict:
     A microphone's clock always runs, so the sink is kept running by a player of silence
     at 20 ms latency. An idle null sink renders its first monitor block only ~2 s after a
     recorder connects; readiness there is measured too (`ready_idle_sink_s`)."""
-    sys.path.insert(0, str(REPO))
     from tests.pulse import SINK, PulseServer
 
     with tempfile.TemporaryDirectory() as tmp:

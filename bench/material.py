@@ -180,8 +180,7 @@ def non_digit_stream(kind: str, seconds: float, speech: list[np.ndarray], seed: 
 
 # Recorded people, for measuring only (no training run reads these):
 # - Allison Smith's English Asterisk prompts (Debian's asterisk-core-sounds-en-wav, CC BY-SA
-#   3.0): her ten digits and her one-word prompts that are no digit (train/prompts.py picks
-#   them; training uses them only with --prompt-voices, off);
+#   3.0): her ten digits and her one-word prompts that are no digit (bench/prompts.py);
 # - KLettres' letters and syllables (Debian's klettres-data, GPL-2+): native speakers of 20
 #   languages saying their alphabet and syllables. Never trained on: its licence is not the
 #   shipped model's.
@@ -213,9 +212,9 @@ def klettres_clips(root: Path | None = None, languages: tuple[str, ...] | None =
 
 
 def allison(root: Path | None = None) -> tuple[list[tuple[int, np.ndarray]], list[np.ndarray]]:
-    """Allison Smith's ten digits as (digit, clip) and her non-digit words, read as training's
-    --prompt-voices reads them; empty if the prompts are not installed."""
-    from digitd.train import prompts
+    """Allison Smith's ten digits as (digit, clip) and her non-digit words; empty if the
+    prompts are not installed."""
+    from bench import prompts
 
-    voice = prompts.load_prompt_voices(RATE, root or prompts.DEFAULT_DIR, other_languages=())
+    voice = prompts.load_allison(RATE, root or prompts.DEFAULT_DIR)
     return list(zip(voice.digit_labels, voice.digit_waves, strict=True)), voice.word_waves

@@ -24,17 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from digitd.train.data import Utterances
+from digitd.train.synth import DIGIT_WORDS
+
+from bench import cost, material, report
+from bench.recognizers import Digitd, Pocketsphinx
+from bench.scoring import StreamScore, score_stream
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from digitd.train.data import Utterances  # noqa: E402
-from digitd.train.synth import DIGIT_WORDS  # noqa: E402
-
-from bench import cost, material, report  # noqa: E402
-from bench.recognizers import Digitd, Pocketsphinx  # noqa: E402
-from bench.scoring import StreamScore, score_stream  # noqa: E402
 
 
 @dataclass
