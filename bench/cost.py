@@ -120,6 +120,28 @@ def wait_for_line(log: list[tuple[float, str]], text: str, timeout: float) -> No
         time.sleep(0.1)
 
 
+PROBE = ("import runpy, sys, atexit\n"
+         "def report():\n"
+         "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "
+         "if m in sys.modules]\n"
+         "    print('HEAVY=' + ','.join(heavy), file=sys.stderr, flush=True)\n"
+         "atexit.register(report)\n"
+         "sys.argv = ['digitd', 'listen', '--device', 'pulse']\n"
+         "runpy.run_module('digitd.daemon.cli', run_name='__main__')\n")
+
+
+def _stop(proc: subprocess.Popen) -> float | None:
+    """SIGTERM; seconds until a clean exit, None when it had to be killed."""
+    proc.terminate()
+    sigterm = time.monotonic()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a finding to report, not a reason to stop
+        proc.kill()
+        proc.wait(timeout=10)
+    return time.monotonic() - sigterm if proc.returncode == 0 else None
+
+
 def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) -> dict:
     """One `digitd listen` on `pulse`, with its own notify socket in `folder`. With
     lose_device, the sink is then unloaded for a few of the daemon's rescans and loaded
@@ -129,16 +151,8 @@ def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) 
 
     folder.mkdir()
     notify = NotifySocket(path=folder / "notify")
-    probe = ("import runpy, sys, atexit\n"
-             "def report():\n"
-             "    heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'scipy') "
-             "if m in sys.modules]\n"
-             "    print('HEAVY=' + ','.join(heavy), file=sys.stderr, flush=True)\n"
-             "atexit.register(report)\n"
-             "sys.argv = ['digitd', 'listen', '--device', 'pulse']\n"
-             "runpy.run_module('digitd.daemon.cli', run_name='__main__')\n")
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", probe],
+    proc = subprocess.Popen([sys.executable, "-c", PROBE],
                             env={**pulse.env, "NOTIFY_SOCKET": notify.address},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log: list[tuple[float, str]] = []
@@ -168,14 +182,7 @@ def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) 
             wait_for_line(log, "input device back", 30)
             _, peak_after_loss = proc_stat(proc.pid)
     finally:
-        proc.terminate()
-        sigterm = time.monotonic()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a finding to report, not a reason to stop
-            proc.kill()
-            proc.wait(timeout=10)
-        stop_s = time.monotonic() - sigterm if proc.returncode == 0 else None
+        stop_s = _stop(proc)
         reader.join(timeout=5)
         notify.close()
     if stop_s is None:

@@ -46,14 +46,18 @@ def confusion(iso: dict, name: str) -> np.ndarray:
     return matrix
 
 
-def plots(results: dict, out: Path) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig, out: Path, name: str) -> str:
     import matplotlib.pyplot as plt
 
-    files = {}
-    iso = results["isolated"]
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+def plot_confusions(iso: dict, out: Path) -> str:
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, name in zip(axes, NAMES, strict=True):
         m = confusion(iso, name)
@@ -68,10 +72,11 @@ def plots(results: dict, out: Path) -> dict[str, str]:
         ax.set_xlabel("recognized")
         ax.set_ylabel("spoken")
         ax.set_title(f"{name}: isolated digits, held-out speakers")
-    fig.tight_layout()
-    files["confusion"] = "confusion.png"
-    fig.savefig(out / files["confusion"], dpi=90)
-    plt.close(fig)
+    return _save(fig, out, "confusion.png")
+
+
+def plot_speakers(iso: dict, out: Path) -> str:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
     speakers = list(iso["digitd"])
@@ -83,10 +88,11 @@ def plots(results: dict, out: Path) -> dict[str, str]:
     ax.set_ylabel("accuracy on the held-out speaker, %")
     ax.set_ylim(0, 100)
     ax.legend()
-    fig.tight_layout()
-    files["speakers"] = "speakers.png"
-    fig.savefig(out / files["speakers"], dpi=90)
-    plt.close(fig)
+    return _save(fig, out, "speakers.png")
+
+
+def plot_streaming(results: dict, out: Path) -> str:
+    import matplotlib.pyplot as plt
 
     cfg = results["config"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -102,18 +108,22 @@ def plots(results: dict, out: Path) -> dict[str, str]:
                      marker="x", label=f"{name} p50")
     axes[0].set_xlabel("SNR, dB")
     axes[0].set_ylabel("digit error rate, %")
-    axes[0].invert_xaxis()
-    axes[0].legend(fontsize=7)
     axes[1].set_xlabel("SNR, dB")
     axes[1].set_ylabel("end of word -> digit, ms (log scale)")
     axes[1].set_yscale("log")
-    axes[1].invert_xaxis()
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    files["streaming"] = "streaming.png"
-    fig.savefig(out / files["streaming"], dpi=90)
-    plt.close(fig)
-    return files
+    for ax in axes:
+        ax.invert_xaxis()
+        ax.legend(fontsize=7)
+    return _save(fig, out, "streaming.png")
+
+
+def plots(results: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return {"confusion": plot_confusions(results["isolated"], out),
+            "speakers": plot_speakers(results["isolated"], out),
+            "streaming": plot_streaming(results, out)}
 
 
 def headline(results: dict) -> list[list[str]]:
@@ -216,28 +226,10 @@ def held_out_section(evaluation: dict | None) -> list[str]:
             table(["", "with rejection", "arg-max", "rejected", "clips"], rows), ""]
 
 
-def write(results: dict, out: Path, markdown: Path) -> str:
-    files = plots(results, out)
-    rel = os.path.relpath(out, markdown.parent)
-    cfg = results["config"]
+def isolated_section(results: dict, files: dict[str, str], rel: str) -> list[str]:
+    """Isolated digits of FSDD's speakers, each by the fold that never heard them."""
     iso = {n: isolated_accuracy(results["isolated"], n) for n in NAMES}
-    parts = ["# Benchmarks", "",
-             "digitd and pocketsphinx 5 (PyPI, its bundled en-us model, a JSGF grammar of the "
-             "ten digit words and its Endpointer) on exactly the same audio, in one run of "
-             f"`python -m bench{' --quick' if cfg['quick'] else ''}"
-             f"{' --reuse-peer' if 'peer_measured_in_s' in results else ''}` "
-             f"({results['elapsed_s'] / 60:.1f} min on {os.cpu_count()} cores). "
-             "Ratios are digitd / pocketsphinx. Timings come from a shared machine.", ""]
-    if "peer_measured_in_s" in results:
-        parts[-2] += (" This run measured digitd only (`--reuse-peer`): pocketsphinx's "
-                      "figures come from an earlier run of the same configuration on the same "
-                      f"audio ({results['peer_measured_in_s'] / 60:.1f} min with both), so "
-                      "the two sides' timings were taken at different times.")
-    if cfg["quick"]:
-        parts += ["**Quick mode**: small samples for CI; the full run is `python -m bench`.", ""]
-    parts += ["## Headline", "", table(["", "digitd", "pocketsphinx", "ratio"],
-                                       headline(results)), ""]
-
+    parts: list[str] = []
     parts += ["## Isolated digits, unseen speakers", ""]
     if results["fold_models"]:
         parts.append("Each FSDD speaker is recognized by the int8 model of the "
@@ -255,6 +247,12 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               f"![confusion matrices]({rel}/{files['confusion']})",
               f"![per speaker]({rel}/{files['speakers']})", ""]
 
+    return parts
+
+
+def voices_section(results: dict) -> list[str]:
+    """The model card's held-out figures, unseen TTS voices, recorded voices."""
+    parts: list[str] = []
     parts += held_out_section(results.get("evaluation"))
     uv = results["unseen_voices"]
     parts += ["## Voices no training used", "",
@@ -276,6 +274,13 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     if "recorded_voices" in results:
         parts += recorded_section(results["recorded_voices"])
 
+    return parts
+
+
+def streaming_section(results: dict, files: dict[str, str], rel: str) -> list[str]:
+    """Streams of held-out speakers' digits in noise, end to end."""
+    cfg = results["config"]
+    parts: list[str] = []
     st = results["streaming"]
     parts += ["## Streaming", "",
               f"For each held-out speaker, noise kind ({', '.join(cfg['noises'])}) and SNR, a "
@@ -308,6 +313,12 @@ def write(results: dict, out: Path, markdown: Path) -> str:
               table(["noise", *[f"{s} dB" for s in cfg["snrs"]]], rows), "",
               f"![streaming]({rel}/{files['streaming']})", ""]
 
+    return parts
+
+
+def false_accepts_section(results: dict) -> list[str]:
+    """Digits emitted per hour of audio that holds none."""
+    parts: list[str] = []
     fa = results["false_accepts"]
     minutes = fa["seconds_per_kind"] / 60
     parts += ["## False accepts", "",
@@ -319,6 +330,13 @@ def write(results: dict, out: Path, markdown: Path) -> str:
                       ratio(fa["digitd"][kind], fa["pocketsphinx"][kind])]
                      for kind in ("noise", "tones", "speech")]), ""]
 
+    return parts
+
+
+def cost_section(results: dict) -> list[str]:
+    """CPU, memory, latency and size, and the daemon itself."""
+    st = results["streaming"]
+    parts: list[str] = []
     c = results["cost"]
     proc = c["process"]
     per = c["per_utterance_ms"]
@@ -374,6 +392,35 @@ def write(results: dict, out: Path, markdown: Path) -> str:
         parts += ["Where the daemon's resident memory comes from:", "",
                   table(["origin", "MB"], [[k, f"{v:.1f}"] for k, v in sorted(
                       d["rss_mb_by_origin"].items(), key=lambda kv: -kv[1])]), ""]
+    return parts
+
+
+def write(results: dict, out: Path, markdown: Path) -> str:
+    files = plots(results, out)
+    rel = os.path.relpath(out, markdown.parent)
+    cfg = results["config"]
+    parts = ["# Benchmarks", "",
+             "digitd and pocketsphinx 5 (PyPI, its bundled en-us model, a JSGF grammar of the "
+             "ten digit words and its Endpointer) on exactly the same audio, in one run of "
+             f"`python -m bench{' --quick' if cfg['quick'] else ''}"
+             f"{' --reuse-peer' if 'peer_measured_in_s' in results else ''}` "
+             f"({results['elapsed_s'] / 60:.1f} min on {os.cpu_count()} cores). "
+             "Ratios are digitd / pocketsphinx. Timings come from a shared machine.", ""]
+    if "peer_measured_in_s" in results:
+        parts[-2] += (" This run measured digitd only (`--reuse-peer`): pocketsphinx's "
+                      "figures come from an earlier run of the same configuration on the same "
+                      f"audio ({results['peer_measured_in_s'] / 60:.1f} min with both), so "
+                      "the two sides' timings were taken at different times.")
+    if cfg["quick"]:
+        parts += ["**Quick mode**: small samples for CI; the full run is `python -m bench`.", ""]
+    parts += ["## Headline", "", table(["", "digitd", "pocketsphinx", "ratio"],
+                                       headline(results)), ""]
+
+    parts += isolated_section(results, files, rel)
+    parts += voices_section(results)
+    parts += streaming_section(results, files, rel)
+    parts += false_accepts_section(results)
+    parts += cost_section(results)
     text = "\n".join(parts)
     markdown.write_text(text)
     return text

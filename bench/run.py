@@ -302,7 +302,7 @@ def fold_models(reports: Path) -> tuple[dict[str, Path | None], bool]:
     return dict.fromkeys(material.SPEAKERS), False
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI-sized run, a few minutes")
@@ -318,21 +318,12 @@ def main(argv: list[str] | None = None) -> int:
                              "results.json of the same configuration (the same audio)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the markdown and plots from the last results.json")
-    args = parser.parse_args(argv)
-    cfg = BenchConfig.quick_mode() if args.quick else BenchConfig()
-    out = args.out or args.reports / ("bench-quick" if args.quick else "bench")
-    out.mkdir(parents=True, exist_ok=True)
-    markdown = args.markdown or (out / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
-    if args.report_only:
-        report.write(json.loads((out / "results.json").read_text()), out, markdown)
-        return 0
-    previous = None
-    if args.reuse_peer:
-        try:
-            previous = previous_peer_results(out / "results.json", cfg)
-        except ValueError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 2
+    return parser
+
+
+def measure(cfg: BenchConfig, args: argparse.Namespace, out: Path, previous: dict | None
+            ) -> dict:
+    """Every section of the benchmark, in one run on the same audio."""
     started = time.monotonic()
 
     def step(name: str) -> None:
@@ -361,8 +352,28 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.monotonic() - started
     if previous:
         reuse_peer_results(results, previous)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = BenchConfig.quick_mode() if args.quick else BenchConfig()
+    out = args.out or args.reports / ("bench-quick" if args.quick else "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = args.markdown or (out / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md")
+    if args.report_only:
+        report.write(json.loads((out / "results.json").read_text()), out, markdown)
+        return 0
+    previous = None
+    if args.reuse_peer:
+        try:
+            previous = previous_peer_results(out / "results.json", cfg)
+        except ValueError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+    results = measure(cfg, args, out, previous)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     text = report.write(results, out, markdown)
-    step(f"wrote {markdown} and {out}")
     print(text)
+    print(f"bench: wrote {markdown} and {out}", file=sys.stderr)
     return 0

@@ -203,22 +203,26 @@ def synthesize(
     if cache_dir is not None:
         cache = Path(cache_dir) / f"synth-{hashlib.sha256(request.encode()).hexdigest()[:16]}.npz"
         if cache.is_file():
-            with np.load(cache, allow_pickle=False) as loaded:  # each [] re-reads: read once
-                keys, texts_, offsets, audio = (loaded[k] for k in ("keys", "texts", "offsets",
-                                                                     "audio"))
-            audio = audio.astype(np.float64)
-            return [(str(k), str(t), audio[offsets[i] : offsets[i + 1]])
-                    for i, (k, t) in enumerate(zip(keys, texts_, strict=True))]
+            return _load(cache)
     available = {e: engine_available(e) for e in {v.engine for v in voices}}
     for engine, ok in available.items():
         if not ok:
             log.warning("TTS engine %s not installed; its voices are skipped", engine)
+    usable = [v for v in voices if available[v.engine]]
+    results = [r for r in _speak(usable, texts, rate)
+               if r[2].size > 0 and np.max(np.abs(r[2])) > 1e-4]
+    if cache is not None and results:
+        _save(cache, results)
+    return results
+
+
+def _speak(voices: list[Voice], texts: list[str], rate: int
+           ) -> list[tuple[str, str, np.ndarray]]:
+    """The engines at work: two processes at a time; Hibari in this process meanwhile."""
     results: list[tuple[str, str, np.ndarray]] = []
     jobs = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for voice in voices:
-            if not available[voice.engine]:
-                continue
             if voice.engine == "festival":
                 jobs.append((voice, texts, pool.submit(_festival_batch, voice, texts, rate)))
             elif voice.engine in ("espeak", "flite"):
@@ -226,7 +230,7 @@ def synthesize(
                 for text in texts:
                     jobs.append((voice, [text], pool.submit(lambda f=fn, v=voice, t=text:
                                                             [f(v, t, rate)])))
-        hibari_voices = [v for v in voices if v.engine == "hibari" and available["hibari"]]
+        hibari_voices = [v for v in voices if v.engine == "hibari"]
         if hibari_voices:
             from hibari import Hibari
 
@@ -243,13 +247,22 @@ def synthesize(
                 continue
             for text, wave in zip(job_texts, waves, strict=True):
                 results.append((voice.key, text, np.asarray(wave, dtype=np.float64)))
-    results = [r for r in results if r[2].size > 0 and np.max(np.abs(r[2])) > 1e-4]
-    if cache is not None and results:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        offsets = np.cumsum([0] + [r[2].size for r in results])
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs: own temp file
-        np.savez(tmp, keys=np.array([r[0] for r in results]),
-                 texts=np.array([r[1] for r in results]), offsets=offsets,
-                 audio=np.concatenate([r[2] for r in results]).astype(np.float32))
-        tmp.replace(cache)
     return results
+
+
+def _load(cache: Path) -> list[tuple[str, str, np.ndarray]]:
+    with np.load(cache, allow_pickle=False) as loaded:  # each [] re-reads: read once
+        keys, texts, offsets, audio = (loaded[k] for k in ("keys", "texts", "offsets", "audio"))
+    audio = audio.astype(np.float64)
+    return [(str(k), str(t), audio[offsets[i] : offsets[i + 1]])
+            for i, (k, t) in enumerate(zip(keys, texts, strict=True))]
+
+
+def _save(cache: Path, results: list[tuple[str, str, np.ndarray]]) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.cumsum([0] + [r[2].size for r in results])
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs: own temp file
+    np.savez(tmp, keys=np.array([r[0] for r in results]),
+             texts=np.array([r[1] for r in results]), offsets=offsets,
+             audio=np.concatenate([r[2] for r in results]).astype(np.float32))
+    tmp.replace(cache)
