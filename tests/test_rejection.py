@@ -90,17 +90,25 @@ def sets(digits, truth, negatives) -> dict:
     return out
 
 
+def scene(rng, n: int, top: tuple[float, float], unknown: tuple[float, float], negatives: int,
+          negative_top: tuple[float, float], negative_unknown: tuple[float, float]):
+    """n digits (top probability and unknown mass drawn from the ranges) and non-digit
+    clips that look like some digit: truth, digits' probabilities, negatives'."""
+    truth = [int(x) for x in rng.integers(0, 10, n)]
+    digits = [probs(t, rng.uniform(*top), rng.uniform(*unknown)) for t in truth]
+    fakes = [probs(int(rng.integers(10)), rng.uniform(*negative_top),
+                   rng.uniform(*negative_unknown)) for _ in range(negatives)]
+    return truth, digits, fakes
+
+
 def test_calibration_uses_the_unknown_probability_when_it_separates():
     from digitd.train.evaluate import calibrate, rates
 
     # Held-out digits are unsure (top 0.5-0.6) but clearly not "unknown"; the non-digit
     # clips look like confident digits with some unknown mass, as "hive" looks like "five".
     # No confidence floor alone can tell them apart.
-    rng = np.random.default_rng(0)
-    truth = [int(x) for x in rng.integers(0, 10, 200)]
-    digits = [probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth]
-    negatives = [probs(int(rng.integers(10)), rng.uniform(0.7, 0.9), rng.uniform(0.08, 0.2))
-                 for _ in range(300)]
+    truth, digits, negatives = scene(np.random.default_rng(0), 200, (0.5, 0.6), (0.0, 0.04),
+                                     300, (0.7, 0.9), (0.08, 0.2))
     rule, cost = calibrate(sets(digits, truth, negatives), false_accept_cost=2.0)
     assert cost == 0.0 and 0.04 <= rule.max_unknown <= 0.08
     assert rates(rule, np.stack(digits), np.array(truth))["right"] == 1.0
@@ -125,10 +133,8 @@ def test_calibration_weighs_each_condition_the_same():
     # digits carry as much unknown mass as the non-digits, and only the confidence floor
     # separates them there, though they are a tenth of the clips.
     rng = np.random.default_rng(1)
-    truth = [int(x) for x in rng.integers(0, 10, 300)]
-    fsdd = [probs(t, rng.uniform(0.5, 0.6), rng.uniform(0.0, 0.04)) for t in truth]
-    negatives = [probs(int(rng.integers(10)), rng.uniform(0.4, 0.45), rng.uniform(0.1, 0.2))
-                 for _ in range(300)]
+    truth, fsdd, negatives = scene(rng, 300, (0.5, 0.6), (0.0, 0.04), 300, (0.4, 0.45),
+                                   (0.1, 0.2))
     out = sets(fsdd, truth, negatives)
     sc_truth = np.array([int(x) for x in rng.integers(0, 10, 30)])
     out["Speech Commands"] = (np.stack([probs(t, rng.uniform(0.7, 0.8), rng.uniform(0.1, 0.2))

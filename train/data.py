@@ -149,17 +149,37 @@ def verify(folder: Path, checksums: dict[str, str]) -> list[str]:
 
 
 @dataclass
-class Utterances:
-    """Waveforms with labels; parallel lists so subsets are cheap to take."""
+class Clips:
+    """Recordings, who said each and its file; parallel lists so subsets are cheap to take.
+    A clip that cannot be read is skipped, counted and logged."""
 
     waves: list[np.ndarray] = field(default_factory=list)
-    digits: list[int] = field(default_factory=list)
     speakers: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.waves)
+
+    def read(self, path: Path, rate: int, speaker: str, name: str) -> bool:
+        """Append the clip at `path`; False (skipped, counted, logged) when unreadable."""
+        try:
+            wave = read_audio(path, rate)
+        except AudioError as exc:
+            log.warning("skipping unreadable file: %s", exc)
+            self.skipped += 1
+            return False
+        self.waves.append(wave)
+        self.speakers.append(speaker)
+        self.names.append(name)
+        return True
+
+
+@dataclass
+class Utterances(Clips):
+    """FSDD's clips and the digit each says."""
+
+    digits: list[int] = field(default_factory=list)
 
     def subset(self, keep: np.ndarray | list[bool]) -> Utterances:
         idx = np.flatnonzero(np.asarray(keep))
@@ -188,16 +208,8 @@ def load_fsdd(folder: Path, rate: int, limit_per_class: int | None = None) -> Ut
             if count >= limit_per_class:
                 continue
             per_key[(digit, speaker)] = count + 1
-        try:
-            wave = read_audio(path, rate)
-        except AudioError as exc:
-            log.warning("skipping unreadable file: %s", exc)
-            data.skipped += 1
-            continue
-        data.waves.append(wave)
-        data.digits.append(digit)
-        data.speakers.append(speaker)
-        data.names.append(path.name)
+        if data.read(path, rate, speaker, path.name):
+            data.digits.append(digit)
     if data.skipped:
         log.warning("skipped %d bad file(s) in %s", data.skipped, rec)
     if not data.waves:
@@ -227,17 +239,10 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 
 @dataclass
-class Words:
-    """Clips of one word each: the word said, who said it, and the file."""
+class Words(Clips):
+    """Clips of one word each and the word said."""
 
-    waves: list[np.ndarray] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
-    speakers: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    skipped: int = 0
-
-    def __len__(self) -> int:
-        return len(self.waves)
 
 
 def default_speech_commands_dir() -> Path:
@@ -258,16 +263,9 @@ def load_speech_commands(folder: Path, rate: int, limit_per_word: int | None = N
     for word_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         paths = sorted(p for p in word_dir.iterdir() if SC_NAME.match(p.name))
         for path in paths[:limit_per_word]:
-            try:
-                wave = read_audio(path, rate)
-            except AudioError as exc:
-                log.warning("skipping unreadable file: %s", exc)
-                data.skipped += 1
-                continue
-            data.waves.append(wave)
-            data.words.append(word_dir.name)
-            data.speakers.append(SC_NAME.match(path.name).group(1))
-            data.names.append(f"{word_dir.name}/{path.name}")
+            if data.read(path, rate, SC_NAME.match(path.name).group(1),
+                         f"{word_dir.name}/{path.name}"):
+                data.words.append(word_dir.name)
     if not data.waves:
         raise DataError(f"no usable Speech Commands clips in {folder}")
     return data
