@@ -223,7 +223,37 @@ def held_out_section(evaluation: dict | None) -> list[str]:
             "FSDD speaker, a share of the Speech Commands speakers and TTS voices, and a "
             "share of the non-digit word types; int8, as `digitd recognize --whole`). "
             f"Rule: {evaluation['rule']['rule']}.", "",
-            table(["", "with rejection", "arg-max", "rejected", "clips"], rows), ""]
+            table(["", "with rejection", "arg-max", "rejected", "clips"], rows), "",
+            *trade_tables(evaluation)]
+
+
+TRADE_COLUMNS = {"FSDD": "FSDD", "Speech Commands": "Speech Commands",
+                 "unseen TTS voices": "unseen TTS voices",
+                 "real people, held-out word types": "real people's words (held-out types)",
+                 "digit-like words, held-out types, unseen voices":
+                     "digit-like words (held-out types)"}
+
+
+def trade_tables(evaluation: dict) -> list[str]:
+    """What each rejection limit trades, the other kept at the model's: digits right /
+    non-digit clips taken for a digit, held out."""
+    rule, rows = evaluation["rule"], evaluation.get("trade", [])
+    if not rows:
+        return []
+    out = ["What `--min-confidence` and `--max-unknown` trade, the other kept at the model's "
+           "(digits right; non-digit clips taken for a digit):", ""]
+    for key, other in (("min_confidence", "max_unknown"), ("max_unknown", "min_confidence")):
+        lines, seen = [], set()
+        for row in sorted(rows, key=lambda r: r[key]):
+            if abs(row[other] - rule[other]) > 1e-9 or round(row[key], 6) in seen:
+                continue
+            seen.add(round(row[key], 6))
+            mine = abs(row[key] - rule[key]) < 1e-9
+            cells = [pct(row[k]) for k in TRADE_COLUMNS]
+            label = f"{row[key]:g}" + (" (the model's)" if mine else "")
+            lines.append([f"**{c}**" for c in [label, *cells]] if mine else [label, *cells])
+        out += [table([f"`--{key.replace('_', '-')}`", *TRADE_COLUMNS.values()], lines), ""]
+    return out
 
 
 def isolated_section(results: dict, files: dict[str, str], rel: str) -> list[str]:
