@@ -55,13 +55,20 @@ def open_outputs(settings: Settings, every_result: bool = False
     """stdout, the MQTT publisher when mqtt.url is set (connected or connecting), and the
     fan-out over both. `every_result`: stdout gets rejections too (one line per file)."""
     printer = StdoutSink(settings["format"], settings["verbose"] or every_result)
+    mqtt = bool(settings["mqtt.url"])
+    to_stdout = settings["stdout"] == "on" or (settings["stdout"] == "unless-mqtt" and not mqtt)
+    if not to_stdout and not mqtt:
+        raise ConfigError("stdout = \"off\" and no mqtt.url: the digits would go nowhere")
     publisher = None
-    if settings["mqtt.url"]:
+    if mqtt:
         from .mqtt import MqttPublisher, MqttSettings
 
         publisher = MqttPublisher(MqttSettings.from_settings(settings))
         publisher.start()
-    return printer, publisher, Fanout([printer] + ([publisher] if publisher else []))
+    if not to_stdout:
+        log.info("digits go to MQTT only, not stdout (stdout = %s)", settings["stdout"])
+    sinks = [printer] * to_stdout + [publisher] * (publisher is not None)
+    return printer, publisher, Fanout(sinks)
 
 
 def close_publisher(publisher: Any) -> int:

@@ -62,6 +62,13 @@ class Option:
     high: float | None = None
     check: Callable[[Any], str | None] | None = None  # a reason when the value is bad
     example: Any = None  # shown in the example file when the default is None
+    secret: bool = False  # may hold a password: shown redacted, never whole
+
+    def shown(self, value: Any) -> str:
+        """The value as messages and `config --check` may print it."""
+        from .mqtt import redact
+
+        return json.dumps(redact(value) if self.secret and isinstance(value, str) else value)
 
     @property
     def dest(self) -> str:
@@ -86,14 +93,14 @@ class Option:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok or (self.kind is float and not math.isfinite(value)):
-            raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
+            raise ValueError(f"expected {self.describe_type()}, got {self.shown(value)}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"expected {self.describe_type()}, got {json.dumps(value)}")
+            raise ValueError(f"expected {self.describe_type()}, got {self.shown(value)}")
         if (self.low is not None and value < self.low) or (
                 self.high is not None and value > self.high):
             raise ValueError(f"expected {self.describe_type()}, got {value}")
         if self.check is not None and (reason := self.check(value)) is not None:
-            raise ValueError(f"{json.dumps(value)} {reason}")
+            raise ValueError(f"{self.shown(value)} {reason}")
         return value
 
 
@@ -104,6 +111,9 @@ OPTIONS: tuple[Option, ...] = (
            "model)", example="/opt/digitd/models/digitd.json"),
     Option("format", "--format", str, "text", "output on stdout: one digit per line, or JSON "
            "lines", choices=("text", "jsonl")),
+    Option("stdout", "--stdout", str, "on", "digits on stdout: 'unless-mqtt' keeps them out "
+           "of the journal when MQTT delivers them (a door lock's codes are secrets); 'off' "
+           "needs MQTT", choices=("on", "unless-mqtt", "off")),
     Option("count", "--count", int, 0, "stop after this many digits, so a script can read "
            "a PIN: pin=$(digitd listen --count 4) (0: run until stopped)", commands=(LISTEN,),
            low=0, high=1_000_000),
@@ -170,9 +180,16 @@ OPTIONS: tuple[Option, ...] = (
            low=10, high=2000),
     # MQTT
     Option("mqtt.url", "--mqtt", str, "", "publish digits to this broker: "
-           "mqtt://[user:pass@]host[:port] or mqtts://... (empty: no MQTT)",
+           "mqtt://[user@]host[:port] or mqtts://... (empty: no MQTT); a password may be "
+           "given as user:pass@, but password_file keeps it out of `ps` and this file",
            check=lambda v: None if v == "" else check_mqtt_url(v),
-           example="mqtt://digitd:secret@localhost:1883"),
+           example="mqtt://digitd@localhost:1883", secret=True),
+    Option("mqtt.password_file", "--mqtt-password-file", str, "", "file whose first line is "
+           "the broker password (empty: the URL's, or the systemd credential mqtt-password)",
+           example="/etc/digitd/mqtt-password"),
+    Option("mqtt.max_age_s", "--mqtt-max-age", float, 10.0, "seconds after which a digit "
+           "that could not be delivered is dropped instead of published late (a door lock "
+           "must not act on an old code)", low=1.0, high=86400.0),
     Option("mqtt.device_id", "--mqtt-device-id", str, "", "topic part naming this recognizer: "
            "digitd/<device-id>/digit (empty: the host name)",
            check=lambda v: None if v == "" else check_device_id(v), example="hallway"),
@@ -238,7 +255,8 @@ class Settings:
             value, origin = self.values[option.key], self.origin[option.key]
             if value is None:  # TOML has no null: unset means the built-in behaviour
                 return [f"# {name} is unset  # {origin}"]
-            return [f"{name} = {toml_value(value)}  # {origin}"]
+            shown = toml_value(value) if not option.secret else option.shown(value)
+            return [f"{name} = {shown}  # {origin}"]
 
         lines += toml_lines(effective)
         return "\n".join(lines) + "\n"

@@ -5,11 +5,17 @@
   <prefix>/<device-id>/availability  "online" / "offline", retained; "offline" is also the
                                       last will, so a killed daemon is seen as offline
 
-paho-mqtt's network thread reconnects with backoff and keeps unacknowledged QoS 1/2
+paho-mqtt's network thread reconnects with backoff (1-5 s) and keeps unacknowledged QoS 1/2
 messages (ours, published while the broker is down) in a bounded queue, resending them in
-order after the reconnection; a full queue drops the new digit, counted and logged. With
-`discovery`, a Home Assistant event entity is announced (retained), with event types "0".."9",
-so automations can trigger on "digit 4".
+order after the reconnection; a full queue drops the new digit, counted and logged. A digit
+older than `max_age_s` is never published: a door lock must not act on a code said a minute
+ago. Digits still queued at a reconnection past that age are dropped, counted and logged,
+and under MQTT 5 each message carries that age as its expiry interval, so the broker does not
+hand it late to a subscriber that was away. With `discovery`, a Home Assistant event entity
+is announced (retained), with event types "0".."9", so automations can trigger on "digit 4".
+
+The password comes from the URL, `password_file`, or the systemd credential `mqtt-password`
+($CREDENTIALS_DIRECTORY), and is never printed: URLs in messages are redacted.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -34,6 +41,33 @@ class MqttError(Exception):
     """The broker cannot be used: bad URL, bad credentials, TLS files, paho missing."""
 
 
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, even in a malformed URL."""
+    head, sep, rest = url.partition("//")
+    if not sep:
+        head, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{head}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def read_password(path: str) -> str:
+    """The first line of a password file; MqttError when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MqttError(f"mqtt.password_file {path}: cannot read ({exc})") from exc
+
+
+def credential_password(environ: dict[str, str] | None = None) -> str | None:
+    """systemd's LoadCredential=mqtt-password:..., when the unit passes one."""
+    folder = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
+    path = os.path.join(folder, "mqtt-password") if folder else ""
+    return read_password(path) if path and os.path.isfile(path) else None
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     url: str
@@ -48,6 +82,8 @@ class MqttSettings:
     tls_insecure: bool = False
     discovery: bool = False
     discovery_prefix: str = "homeassistant"
+    max_age_s: float = 10.0
+    password_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> MqttSettings:
@@ -67,51 +103,67 @@ class MqttPublisher:
 
     def __init__(self, settings: MqttSettings) -> None:
         try:
-            import paho.mqtt.client as paho
+            import paho.mqtt.client  # noqa: F401
         except ImportError as exc:
             raise MqttError("MQTT needs paho-mqtt 2: pip install 'digitd[mqtt]'") from exc
         self.settings = settings
         parts = urlsplit(settings.url)
+        try:
+            port = parts.port
+        except ValueError:
+            port, parts = None, parts._replace(netloc="")
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise MqttError(f"bad MQTT URL {self.redacted_url()!r}: expected "
-                            "mqtt://[user:pass@]host[:port] or mqtts://...")
+            raise MqttError(f"bad MQTT URL {redact(settings.url)!r}: expected "
+                            "mqtt://[user@]host[:port] or mqtts://...")
         self.host = parts.hostname
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self.port = port or (8883 if parts.scheme == "mqtts" else 1883)
+        self._user = unquote(parts.username) if parts.username is not None else None
+        self._password = self._find_password(parts.password)
+        self._tls = parts.scheme == "mqtts"
         self.device_id = settings.device_id or default_device_id()
         base = f"{settings.topic_prefix}/{self.device_id}"
         self.digit_topic = f"{base}/digit"
         self.availability_topic = f"{base}/availability"
-
-        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2,
-                                   client_id=f"digitd-{self.device_id}-{os.getpid()}",
-                                   protocol=paho.MQTTv311)
-        if parts.username is not None:
-            self._client.username_pw_set(unquote(parts.username),
-                                         unquote(parts.password or "") or None)
-        self._tls = parts.scheme == "mqtts"
-        if self._tls:
-            self._configure_tls()
-        self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
-        self._client.max_queued_messages_set(settings.queue_size)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
         self._lock = threading.Lock()
-        self._pending: set[int] = set()  # published, not yet acknowledged by the broker
+        self._pending: dict[int, float] = {}  # published, not yet acknowledged: mid -> born
         self._acked_early: set[int] = set()  # acknowledged before publish() returned
         self._first_result = threading.Event()
         self._refused: str | None = None
         self.connected = False
         self._closing = False
-        self.published = 0
-        self.dropped = 0
+        self.published = self.dropped = self.expired = 0
+        self.mqtt5 = True
+        self._client = self._make_client()
+
+    def _find_password(self, in_url: str | None) -> str | None:
+        if self.settings.password_file:
+            return read_password(self.settings.password_file)
+        if in_url is not None:
+            return unquote(in_url)
+        return credential_password()
+
+    def _make_client(self):
+        """A paho client for MQTT 5 (message expiry), or 3.1.1 once a broker refused 5."""
+        import paho.mqtt.client as paho
+
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                             client_id=f"digitd-{self.device_id}-{os.getpid()}",
+                             protocol=paho.MQTTv5 if self.mqtt5 else paho.MQTTv311)
+        if self._user is not None or self._password:
+            client.username_pw_set(self._user or "", self._password or None)
+        self._client = client
+        if self._tls:
+            self._configure_tls()
+        client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        client.max_queued_messages_set(self.settings.queue_size)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)  # back within seconds of the broker
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
 
     def redacted_url(self) -> str:
-        parts = urlsplit(self.settings.url)
-        if parts.password is None:
-            return self.settings.url
-        return self.settings.url.replace(f":{parts.password}@", ":***@", 1)
+        return redact(self.settings.url)
 
     def _configure_tls(self) -> None:
         import ssl
@@ -131,7 +183,8 @@ class MqttPublisher:
     # paho callbacks, on its network thread
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            if self._refused != str(reason_code):  # once per change, not once per retry
+            # once per change, not once per retry; at start, start() says it
+            if self._refused != str(reason_code) and self._first_result.is_set():
                 log.error("MQTT broker %s:%d refused the connection: %s", self.host,
                           self.port, reason_code)
             self._refused = str(reason_code)
@@ -139,6 +192,7 @@ class MqttPublisher:
             return
         self._refused = None
         self.connected = True
+        self._drop_stale(client)
         with self._lock:
             queued = len(self._pending)
         log.info("MQTT connected to %s:%d; publishing to %s%s", self.host, self.port,
@@ -149,6 +203,24 @@ class MqttPublisher:
                            qos=1, retain=True)
         self._first_result.set()
 
+    def _drop_stale(self, client) -> None:
+        """Before paho resends what waited for the broker: withdraw digits older than
+        max_age_s (paho has no public call to withdraw a queued message)."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [mid for mid, born in self._pending.items()
+                     if now - born > self.settings.max_age_s]
+            for mid in stale:
+                del self._pending[mid]
+        if not stale:
+            return
+        with client._out_message_mutex:
+            for mid in stale:
+                client._out_messages.pop(mid, None)
+        self.expired += len(stale)
+        log.warning("MQTT: %d digit(s) older than %g s dropped, never published (%d so far)",
+                    len(stale), self.settings.max_age_s, self.expired)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._closing:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting, digits are queued",
@@ -158,7 +230,7 @@ class MqttPublisher:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             if mid in self._pending:
-                self._pending.discard(mid)
+                del self._pending[mid]
             else:
                 self._acked_early.add(mid)
 
@@ -171,10 +243,21 @@ class MqttPublisher:
             raise MqttError(f"MQTT broker {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         self._first_result.wait(wait_seconds)
+        if self._refused is not None and "protocol version" in self._refused.lower() and (
+                self.mqtt5):
+            self._client.loop_stop()  # a broker older than MQTT 5: 3.1.1, no message expiry
+            log.info("MQTT broker %s:%d does not speak MQTT 5; using 3.1.1", self.host,
+                     self.port)
+            self.mqtt5, self._refused = False, None
+            self._first_result.clear()
+            self._make_client()
+            return self.start(wait_seconds)
+        self._first_result.set()  # from here on, a refusal is logged by _on_connect
         if self._refused is not None:
             self._client.loop_stop()
             raise MqttError(f"MQTT broker {self.host}:{self.port} refused the connection: "
-                            f"{self._refused} (check the user and password in mqtt.url)")
+                            f"{self._refused} (check the user and password: mqtt.url, "
+                            "mqtt.password_file)")
         if not self.connected:
             tls_hint = (" (mqtts: is the broker's certificate signed by a CA in mqtt.ca_file or "
                         "the system's, for this host name?)" if self._tls else "")
@@ -185,8 +268,15 @@ class MqttPublisher:
     def publish(self, payload: dict[str, Any]) -> None:
         import paho.mqtt.client as paho
 
+        properties = None
+        if self.mqtt5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = max(1, math.ceil(self.settings.max_age_s))
         info = self._client.publish(self.digit_topic, json.dumps(payload),
-                                    qos=self.settings.qos)
+                                    qos=self.settings.qos, properties=properties)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
             self.dropped += 1
             log.warning("MQTT queue full (%d digits waiting for the broker): dropped digit %s "
@@ -206,7 +296,7 @@ class MqttPublisher:
             if info.mid in self._acked_early:
                 self._acked_early.discard(info.mid)
             else:
-                self._pending.add(info.mid)
+                self._pending[info.mid] = time.monotonic()
 
     @property
     def pending(self) -> int:
@@ -232,7 +322,7 @@ class MqttPublisher:
             info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not sent: will says offline
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        undelivered = self.pending + self.dropped
+        undelivered = self.pending + self.dropped + self.expired
         self._closing = True
         self._client.disconnect()
         self._client.loop_stop()

@@ -73,6 +73,13 @@ class Mosquitto:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def kill(self) -> None:
+        """A crash (SIGKILL): connections drop at once, nothing is saved."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
     def url(self, userinfo: str = "") -> str:
         return f"{self.scheme}://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
 

@@ -169,3 +169,91 @@ def test_mqtts_with_a_private_ca(tmp_path):
     assert untrusted.returncode == 1
     assert "3 digit(s) not delivered" in untrusted.stderr
     assert "mqtts: is the broker's certificate signed by a CA" in untrusted.stderr
+
+
+def test_a_digit_older_than_max_age_is_never_published(broker, recordings):
+    """A door lock must not act on a code said while the broker was down long ago: a digit
+    that waited longer than --mqtt-max-age is dropped and counted; a fresh one goes out
+    within seconds of the broker's return."""
+    names = clear_takes(recordings, [(2, "jackson"), (9, "theo"), (4, "nicolas")])
+    parts = [build_stream(recordings, [name], [0.8], seed=i) for i, name in enumerate(names)]
+    sub = Subscriber(broker)
+    daemon = Daemon("--input", "-", "--rate", "8000", "--mqtt", broker.url(), "--mqtt-device-id",
+                    "lock", "--mqtt-max-age", "2", stdin=True)
+    try:
+        daemon.say(parts[0].samples)
+        assert daemon.digits(1, timeout=20) == [2], daemon.log()
+        assert len(sub.wait("lock/digit", 1, timeout=10)) == 1, daemon.log()
+        broker.kill()  # the broker crashes ...
+        daemon.say(parts[1].samples)
+        assert daemon.digits(1, timeout=20) == [9]  # ... a digit is said meanwhile ...
+        time.sleep(3.0)  # ... and grows older than 2 s before the broker is back
+        broker.start()
+        back = time.monotonic()
+        daemon.wait_for_log("dropped, never published", timeout=20)
+        waited = time.monotonic() - back
+        daemon.say(parts[2].samples)
+        assert daemon.digits(1, timeout=20) == [4]
+        sub.wait("lock/digit", 2, timeout=20)
+        time.sleep(1.0)  # a late stale digit would arrive now
+        delivered = sub.on("lock/digit")
+        daemon.proc.stdin.close()
+        daemon.proc.wait(timeout=15)
+    finally:
+        daemon.kill()
+        sub.close()
+    assert [json.loads(m.payload)["digit"] for m in delivered] == [2, 4], daemon.log()
+    assert waited < 8, f"reconnected {waited:.1f} s after the broker came back"
+    assert "1 digit(s) older than 2 s dropped, never published" in daemon.log()
+
+
+def test_passwords_never_reach_a_log_or_the_settings_printout(tmp_path):
+    secret = "hunter2-never-print"
+    broker = Mosquitto(tmp_path / "auth", users={"digitd": secret}).start()
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(secret + "\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[mqtt]\nurl = "mqtt://digitd:{secret}@127.0.0.1:{broker.port}"\n')
+    try:
+        runs = {
+            "malformed flag": [*CLI, "recognize", SAMPLE, "--mqtt", f"mqtt//digitd:{secret}@x"],
+            "check": [*CLI, "config", "--check", "--config", str(config)],
+            "wrong password": [*CLI, "recognize", SAMPLE, "--mqtt",
+                               broker.url(f"digitd:{secret}-wrong")],
+            "password file": [*CLI, "recognize", SAMPLE, "--mqtt", broker.url("digitd"),
+                              "--mqtt-password-file", str(password_file)],
+        }
+        done = {k: subprocess.run(v, capture_output=True, text=True, timeout=60)
+                for k, v in runs.items()}
+    finally:
+        broker.stop()
+    for name, run in done.items():
+        assert secret not in run.stdout + run.stderr, name
+    assert done["malformed flag"].returncode == 2
+    assert "mqtt//digitd:***@x" in done["malformed flag"].stderr
+    assert 'url = "mqtt://digitd:***@127.0.0.1' in done["check"].stdout
+    assert done["wrong password"].returncode == 2
+    assert done["wrong password"].stderr.count("refused the connection") == 1
+    assert done["password file"].returncode == 0, done["password file"].stderr
+    assert done["password file"].stdout.split() == ["4", "2", "7"]
+
+
+def test_digits_stay_out_of_stdout_when_mqtt_delivers_them(broker):
+    """The system unit's --stdout unless-mqtt: a door lock's codes are not journal lines."""
+    sub = Subscriber(broker)
+    try:
+        done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", broker.url(),
+                               "--mqtt-device-id", "gate", "--stdout", "unless-mqtt"],
+                              capture_output=True, text=True, timeout=60)
+        messages = sub.wait("gate/digit", 3, timeout=10)
+    finally:
+        sub.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert [json.loads(m.payload)["digit"] for m in messages] == [4, 2, 7]
+    alone = subprocess.run([*CLI, "recognize", SAMPLE, "--stdout", "unless-mqtt"],
+                           capture_output=True, text=True, timeout=60)
+    assert alone.stdout.split() == ["4", "2", "7"]  # without MQTT stdout is the output
+    nowhere = subprocess.run([*CLI, "recognize", SAMPLE, "--stdout", "off"],
+                             capture_output=True, text=True, timeout=60)
+    assert nowhere.returncode == 2 and "would go nowhere" in nowhere.stderr
