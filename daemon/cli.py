@@ -123,6 +123,11 @@ def load_classifier(settings: Settings) -> DigitClassifier:
         classifier.rejection = replace(classifier.rejection, **overrides)
         log.info("rejection: %s (the model's: %s)", classifier.rejection.describe(),
                  classifier.metadata.rejection.describe())
+        rule = classifier.rejection
+        if rule.max_unknown <= 0 or rule.min_confidence >= 1:
+            log.warning("rejection.%s = %g rejects every digit: nothing will be recognized",
+                        "max_unknown" if rule.max_unknown <= 0 else "min_confidence",
+                        rule.max_unknown if rule.max_unknown <= 0 else rule.min_confidence)
     return classifier
 
 

@@ -62,10 +62,17 @@ def test_every_key_round_trips_through_a_file(tmp_path):
     for option in OPTIONS:
         assert settings[option.key] == values[option.key], option.key
         assert settings.origin[option.key] == str(path)
-    # and the effective settings printed by `config --check` read back to the same values
+    # and the effective settings printed by `config --check` read back to the same values,
+    # but for passwords, which are never printed
+    from digitd.daemon.mqtt import redact
+
     printed = tmp_path / "printed.toml"
     printed.write_text(settings.to_toml())
-    assert read_config_file(printed) == values
+    secret = {o.key for o in OPTIONS if o.secret}
+    assert secret == {"mqtt.url"} and ":p@" in values["mqtt.url"]
+    assert read_config_file(printed) == {k: redact(v) if k in secret else v
+                                         for k, v in values.items()}
+    assert ":p@" not in printed.read_text()
 
 
 def test_every_option_is_a_flag_and_the_command_line_wins(tmp_path):
@@ -181,3 +188,25 @@ def test_config_check_prints_effective_settings(tmp_path):
     assert f"aggressiveness = 3  # {path}" in out
     assert 'format = "jsonl"  # command line' in out
     assert "hangover_ms = 100  # default" in out
+
+
+@pytest.mark.parametrize("text", ["[rejection]\nmax_unknown = nan\n",
+                                  "[rejection]\nmin_confidence = inf\n"])
+def test_non_finite_values_are_refused_at_start(tmp_path, text):
+    """nan compares false with every limit: it passed the range check and then rejected
+    every digit silently."""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="expected a number in 0..1"):
+        resolve(parse(["listen", "--config", str(path)]))
+    with pytest.raises(SystemExit):
+        parse(["listen", "--max-unknown", "nan"])
+
+
+def test_a_limit_that_rejects_everything_is_warned_about(recordings):
+
+    done = subprocess.run([sys.executable, "-m", "digitd.daemon.cli", "recognize", "--whole",
+                           "--max-unknown", "0", str(recordings / "6_theo_12.wav")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["-"]
+    assert "rejection.max_unknown = 0 rejects every digit" in done.stderr
