@@ -204,7 +204,6 @@ def test_non_finite_values_are_refused_at_start(tmp_path, text):
 
 
 def test_a_limit_that_rejects_everything_is_warned_about(recordings):
-
     done = subprocess.run([sys.executable, "-m", "digitd.daemon.cli", "recognize", "--whole",
                            "--max-unknown", "0", str(recordings / "6_theo_12.wav")],
                           capture_output=True, text=True, timeout=60)
