@@ -41,6 +41,7 @@ from .config import (  # noqa: E402
 )
 from .model import DigitClassifier, ModelError  # noqa: E402
 from .mqtt import MqttError  # noqa: E402
+from .quiet import filter_c_stderr  # noqa: E402
 from .sinks import Fanout, OutputError, ReaderGone, StdoutSink, emit  # noqa: E402
 from .sources import DeviceError  # noqa: E402
 from .stream import Shutdown, StreamLoop, stop_on_signals  # noqa: E402
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"digitd: {exc}", file=sys.stderr)
             return 2
+    filter_c_stderr()
     logging.basicConfig(level=settings["log_level"] if settings else "INFO",
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     stop_on_signals()
