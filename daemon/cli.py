@@ -5,6 +5,7 @@
   digitd recognize FILE...           each file streamed through the same VAD pipeline
   digitd recognize --whole FILE...   each file is one utterance
   digitd devices                     list input devices
+  digitd level                       the input level, to set up a microphone
   digitd demo                        recognize the bundled sample (no microphone needed)
   digitd config --check | --example  validate the config file / print a commented example
 
@@ -90,6 +91,7 @@ def open_source(settings: Settings, rate: int) -> Any:
 
 
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from .level import SilenceWatch
     from .notify import Notifier, ServiceState
     from .pipeline import StreamRecognizer
     from .sources import input_devices
@@ -105,7 +107,8 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     loop = StreamLoop(output, settings["count"] or None)
     notifier = Notifier()
     try:  # a DeviceError here is the first open failing; later losses are reopened
-        loop.run(source, recognizer, on_block=ServiceState(notifier, source, loop))
+        watch = SilenceWatch(classifier.features.sample_rate)
+        loop.run(source, recognizer, on_block=ServiceState(notifier, source, loop, watch))
     except Shutdown as why:
         log.info("%s: stopping (%d digits recognized)", why, loop.digits)
     finally:
@@ -177,6 +180,25 @@ def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_level(args: argparse.Namespace, settings: Settings) -> int:
+    """The input level, four lines a second, to set up a microphone."""
+    from .level import meter_lines
+
+    rate = 16000
+    source = open_source(settings, rate)
+    print("digitd: input level (speech a step from the microphone: about -35 to -15 dBFS; "
+          "Ctrl-C stops)", file=sys.stderr)
+    try:
+        for n, line in enumerate(meter_lines(source, rate), start=1):
+            emit(line)
+            if args.seconds and n >= args.seconds * 4:
+                break
+    finally:
+        if hasattr(source, "stop"):
+            source.stop()
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .sources import input_devices
 
@@ -234,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="recognize the bundled sample recording (no microphone)")
     add_options(p, DEMO)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("level", help="show the input level, to set up a microphone")
+    p.add_argument("--seconds", type=float, default=0,
+                   help="stop after this long (default: until Ctrl-C)")
+    add_options(p, LISTEN)
+    p.set_defaults(func=cmd_level)
 
     p = sub.add_parser("devices", help="list audio input devices")
     p.add_argument("--format", dest="list_format", choices=("text", "jsonl"), default="text")

@@ -96,26 +96,34 @@ def watchdog_interval(env: dict[str, str] | os._Environ[str]) -> float | None:
 
 class ServiceState:
     """The systemd side of the audio loop: READY once audio flows, a watchdog ping from
-    every turn of the loop, STATUS when the device or the digit count changes."""
+    every turn of the loop, STATUS when the device, its silence or the digit count changes."""
 
-    def __init__(self, notifier: Notifier, source: Any, loop: Any) -> None:
-        self.notifier, self.source, self.loop = notifier, source, loop
+    def __init__(self, notifier: Notifier, source: Any, loop: Any, watch: Any = None) -> None:
+        self.notifier, self.source, self.loop, self.watch = notifier, source, loop, watch
         self._shown: tuple | None = None
 
     def status(self) -> str:
+        digits = f"{self.loop.digits} digits so far"
         if self.source.lost:
-            return (f"input device lost ({self.source.description}), reopening; "
-                    f"{self.loop.digits} digits so far")
-        return f"listening on {self.source.description}; {self.loop.digits} digits so far"
+            return f"input device lost ({self.source.description}), reopening; {digits}"
+        if self.watch is not None and self.watch.silent:
+            return (f"input is digital silence ({self.source.description}): microphone muted "
+                    f"or dead?; {digits}")
+        return f"listening on {self.source.description}; {digits}"
+
+    def _state(self) -> tuple:
+        return (self.source.lost, self.watch is not None and self.watch.silent, self.loop.digits)
 
     def __call__(self, block: Any) -> None:
+        if self.watch is not None:
+            self.watch(block.samples)
         if not self.notifier.ready_sent:
             if block.samples.size == 0:
                 return
             self.notifier.ready(self.status())
-            self._shown = (self.source.lost, self.loop.digits)
+            self._shown = self._state()
         self.notifier.heartbeat()
-        state = (self.source.lost, self.loop.digits)
+        state = self._state()
         if state != self._shown:
             self._shown = state
             self.notifier.status(self.status())

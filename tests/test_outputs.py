@@ -4,6 +4,7 @@ noticed at once, `--count` ends a script's read, no traceback reaches the user."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from importlib import resources
@@ -97,3 +98,35 @@ def test_count_stops_after_that_many_digits(count):
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     assert proc.returncode == 0, err
     assert out.split() == ["4", "2"][:count]
+
+
+def test_level_shows_the_input_level_in_dbfs():
+    t = np.arange(RATE * 3) / RATE
+    tone = 0.1 * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)  # RMS 0.1: -20 dBFS
+    done = subprocess.run([*CLI, "level", "--input", "-", "--rate", str(RATE)],
+                          input=pcm16(tone), capture_output=True, timeout=60)
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0, done.stderr.decode()
+    assert 10 <= len(lines) <= 12  # four a second (the resampler holds a little back)
+    assert all(line.split()[0] == "-20.0" and "peak  -17.0" in line for line in lines), lines
+
+
+def test_a_muted_microphone_is_warned_about_and_shown_in_the_status(tmp_path):
+    from .notify_socket import NotifySocket
+
+    notify = NotifySocket(path=tmp_path / "notify")
+    env = {**os.environ, "NOTIFY_SOCKET": notify.address}
+    muted = pcm16(np.zeros(RATE * 25, np.float32))  # 25 s of digital silence ...
+    room = pcm16(np.random.default_rng(0).normal(0, 0.003, RATE * 2))  # ... then a quiet room
+    try:
+        done = subprocess.run([*CLI, "listen", "--input", "-", "--rate", str(RATE)],
+                              input=muted + room, capture_output=True, timeout=60, env=env)
+        statuses = notify.lines("STATUS=")
+    finally:
+        notify.close()
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert err.count("digital silence for 20 s: is the microphone muted or dead?") == 1
+    assert "the input has sound again" in err
+    assert any("input is digital silence" in s for s in statuses), statuses
+    assert statuses[-2].startswith("STATUS=listening on"), statuses
