@@ -28,20 +28,20 @@ def meter_lines(blocks: Iterable[Any], rate: int, interval: float = 0.25,
     """A line every `interval` seconds of audio: RMS and peak in dBFS, and a bar from -80 to
     0 dBFS. Speech at a good distance shows about -35 to -15; a quiet room below -60."""
     want = max(1, int(rate * interval))
-    pending: list[np.ndarray] = []
-    have = 0
+    pending = np.zeros(0, dtype=np.float32)
     for block in blocks:
-        pending.append(block.samples)
-        have += block.samples.size
-        if have < want:
-            continue
-        x = np.concatenate(pending)
-        pending, have = [], 0
-        level = dbfs(x)
-        peak = FLOOR_DBFS if not x.size or not np.any(x) else max(
-            FLOOR_DBFS, 20 * math.log10(float(np.max(np.abs(x)))))
-        filled = int(round(width * min(1.0, max(0.0, (level + 80) / 80))))
-        yield f"{level:6.1f} dBFS  peak {peak:6.1f}  |{'#' * filled}{'.' * (width - filled)}|"
+        pending = np.concatenate([pending, block.samples])
+        while pending.size >= want:
+            x, pending = pending[:want], pending[want:]
+            yield _meter_line(x, width)
+
+
+def _meter_line(x: np.ndarray, width: int) -> str:
+    level = dbfs(x)
+    peak = FLOOR_DBFS if not np.any(x) else max(
+        FLOOR_DBFS, 20 * math.log10(float(np.max(np.abs(x)))))
+    filled = int(round(width * min(1.0, max(0.0, (level + 80) / 80))))
+    return f"{level:6.1f} dBFS  peak {peak:6.1f}  |{'#' * filled}{'.' * (width - filled)}|"
 
 
 class SilenceWatch:
