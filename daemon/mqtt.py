@@ -259,11 +259,24 @@ class MqttPublisher:
                             f"{self._refused} (check the user and password: mqtt.url, "
                             "mqtt.password_file)")
         if not self.connected:
-            tls_hint = (" (mqtts: is the broker's certificate signed by a CA in mqtt.ca_file or "
-                        "the system's, for this host name?)" if self._tls else "")
-            log.warning("MQTT broker %s:%d not reachable yet%s; retrying with backoff, up to "
-                        "%d digits are queued meanwhile", self.host, self.port, tls_hint,
-                        self.settings.queue_size)
+            log.warning("MQTT broker %s:%d not reachable yet (%s); retrying with backoff, up "
+                        "to %d digits are queued meanwhile", self.host, self.port,
+                        self._why_unreachable(), self.settings.queue_size)
+
+    def _why_unreachable(self) -> str:
+        """The likeliest reason, for the first warning: DNS, the port, or TLS."""
+        try:
+            address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][4]
+        except (socket.gaierror, UnicodeError) as exc:
+            return f"the host name does not resolve: {exc.args[-1] if exc.args else exc}"
+        try:
+            socket.create_connection(address[:2], timeout=2).close()
+        except OSError as exc:
+            return f"{address[0]} port {self.port}: {exc.strerror or exc}"
+        if self._tls:
+            return ("TLS: is the broker's certificate signed by a CA in mqtt.ca_file or the "
+                    "system's, for this host name?")
+        return "no answer to MQTT's CONNECT yet"
 
     def publish(self, payload: dict[str, Any]) -> None:
         import paho.mqtt.client as paho

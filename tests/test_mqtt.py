@@ -138,10 +138,19 @@ def test_unreachable_broker_and_full_queue_are_reported_not_fatal():
                            "--mqtt-queue-size", "2"], capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.split() == ["4", "2", "7"]  # stdout still gets every digit
-    assert "not reachable yet" in done.stderr
+    assert "not reachable yet (127.0.0.1 port" in done.stderr
+    assert "Connection refused" in done.stderr
     assert "MQTT queue full" in done.stderr and "dropped digit 7" in done.stderr
     assert "2 digit(s) not delivered" in done.stderr
     assert done.returncode == 1  # a script learns that delivery failed
+
+
+def test_a_host_name_that_does_not_resolve_says_so():
+    done = subprocess.run([*CLI, "recognize", SAMPLE, "--mqtt", "mqtt://no-such-host.invalid"],
+                          capture_output=True, text=True, timeout=60)
+    assert "no-such-host.invalid:1883 not reachable yet (the host name does not resolve" in (
+        done.stderr)
+    assert done.stdout.split() == ["4", "2", "7"]
 
 
 def test_missing_tls_file_is_a_clear_error(tmp_path):
