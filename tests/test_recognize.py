@@ -216,3 +216,20 @@ def test_whole_file_path_imports_no_tensorflow_or_librosa(recordings):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_a_long_file_streams_in_bounded_memory(tmp_path):
+    """recognize reads a file a block at a time: a long 48 kHz stereo recording costs no
+    more memory than a short one (it was read whole: 2.5 GB for two hours)."""
+    long = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(long, "w", 48000, 2, subtype="PCM_16") as f:
+        for _ in range(6 * 60):  # six minutes of a quiet room
+            f.write((rng.normal(0, 300, (48000, 2))).astype(np.int16))
+    proc = subprocess.Popen([sys.executable, "-m", "digitd.daemon.cli", "recognize", str(long)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    peak_mb = usage.ru_maxrss / 1024
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
+    assert proc.stdout.read() == b""
+    assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB for a {long.stat().st_size >> 20} MB file"
