@@ -3,6 +3,7 @@ PNG plots beside the results."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -256,6 +257,30 @@ def trade_tables(evaluation: dict) -> list[str]:
     return out
 
 
+def soak_section(path: Path) -> list[str]:
+    """The last `python -m bench.soak` run, when there is one."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    rows = [["digits played", str(r["digits_played"])],
+            ["right / wrong / missed / false", f"{r['right']} / {r['wrong']} / {r['missed']} / "
+                                               f"{r['false']}"],
+            ["MQTT delivered / dropped as stale / late / lost",
+             f"{r['mqtt_delivered']} / {r['mqtt_dropped_stale']} / {r['mqtt_late']} / "
+             f"{r['mqtt_lost']}"],
+            ["RSS at start / end", f"{r['rss_mb_start']:.0f} MB / {r['rss_mb_end']:.0f} MB"],
+            ["CPU per audio hour", f"{r['cpu_s_per_audio_hour']:.0f} s"],
+            ["a traceback in the log", "yes" if r["traceback_in_log"] else "no"]]
+    return ["## Soak", "",
+            f"`python -m bench.soak --minutes {r['minutes']:g}`: `digitd listen` on a real "
+            "PulseAudio device publishing to a real Mosquitto, FSDD digits with noise bursts "
+            "and tones between them played in real time; the microphone unplugged for 5 s "
+            f"before chunk {r['unplugged_at_chunk'] + 1} and the broker killed (SIGKILL) "
+            f"during chunk {r['broker_killed_at_chunk'] + 1}, restarted 8 s later. A digit "
+            "older than the daemon's MQTT max age (10 s) is dropped by design, never "
+            "published late.", "", table(["", ""], rows), ""]
+
+
 def isolated_section(results: dict, files: dict[str, str], rel: str) -> list[str]:
     """Isolated digits of FSDD's speakers, each by the fold that never heard them."""
     iso = {n: isolated_accuracy(results["isolated"], n) for n in NAMES}
@@ -451,6 +476,7 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts += streaming_section(results, files, rel)
     parts += false_accepts_section(results)
     parts += cost_section(results)
+    parts += soak_section(out.parent / "soak" / "results.json")
     text = "\n".join(parts)
     markdown.write_text(text)
     return text

@@ -62,6 +62,31 @@ def edit_distance(a: list, b: list) -> int:
     return row[-1]
 
 
+def align(said: list, emitted: list) -> dict[str, int]:
+    """Digits said vs emitted, by a minimal edit alignment: right (matched), wrong
+    (substituted), missed (deleted) and false (inserted)."""
+    n, m = len(said), len(emitted)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
+                             cost[i - 1, j - 1] + (said[i - 1] != emitted[j - 1]))
+    out = {"right": 0, "wrong": 0, "missed": 0, "false": 0}
+    i, j = n, m
+    while i or j:
+        if i and j and cost[i, j] == cost[i - 1, j - 1] + (said[i - 1] != emitted[j - 1]):
+            out["right" if said[i - 1] == emitted[j - 1] else "wrong"] += 1
+            i, j = i - 1, j - 1
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            out["missed"] += 1
+            i -= 1
+        else:
+            out["false"] += 1
+            j -= 1
+    return out
+
+
 @dataclass
 class StreamScore:
     words: int = 0
