@@ -39,6 +39,23 @@ def change_speed(samples: np.ndarray, factor: float, rate: int) -> np.ndarray:
 MAX_RATE = 768_000  # a header claiming more is corrupt, not audio
 
 
+def pcm_to_mono(data: bytes, width: int, channels: int) -> np.ndarray:
+    """Interleaved little-endian PCM (width 1: unsigned 8-bit; 2, 3, 4: signed) -> mono
+    float32 in [-1, 1]. Whole frames only: the caller keeps the remainder for later."""
+    frame = width * channels
+    data = data[: len(data) - len(data) % frame]
+    if width == 1:
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        x = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8).astype(np.float32) / 2**23
+    elif width in (2, 4):
+        x = np.frombuffer(data, dtype=f"<i{width}").astype(np.float32) / 2 ** (8 * width - 1)
+    else:
+        raise AudioError(f"unsupported sample width {width} bytes (1-4)")
+    return to_mono(x.reshape(-1, channels))
+
+
 class StreamResampler:
     """Chunked band-limited resampling (libsoxr stream), no-op at equal rates."""
 

@@ -4,6 +4,7 @@
   digitd listen --input - --rate R   raw s16le PCM on stdin (arecord ... | digitd listen --input -)
   digitd recognize FILE...           each file streamed through the same VAD pipeline
   digitd recognize --whole FILE...   each file is one utterance
+  digitd wyoming                     a Wyoming speech-to-text server for Home Assistant
   digitd devices                     list input devices
   digitd level                       the input level, to set up a microphone
   digitd demo                        recognize the bundled sample (no microphone needed)
@@ -34,6 +35,7 @@ from .config import (  # noqa: E402
     DEMO,
     LISTEN,
     RECOGNIZE,
+    WYOMING,
     ConfigError,
     Settings,
     add_options,
@@ -180,6 +182,67 @@ def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_wyoming(args: argparse.Namespace, settings: Settings) -> int:
+    """A Wyoming speech-to-text server until stopped: Home Assistant's voice pipeline."""
+    import asyncio
+
+    try:
+        import wyoming  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("the Wyoming server needs the wyoming package: "
+                          "pip install 'digitd[wyoming]'") from exc
+    from .notify import Notifier
+    from .wyoming_server import WyomingServer
+
+    server = WyomingServer(load_classifier(settings), settings.segmenter())
+    notifier, uri = Notifier(), settings["wyoming.uri"]
+
+    async def serve() -> None:
+        if settings["wyoming.zeroconf"]:
+            await announce(uri)
+        pinger = asyncio.create_task(keep_alive(notifier))
+        try:
+            await server.serve(uri, ready=notifier.ready)
+        finally:
+            pinger.cancel()
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {uri}: {exc.strerror or exc}") from exc
+    except Shutdown as why:
+        log.info("%s: stopping the Wyoming server", why)
+    finally:
+        notifier.stopping()
+        notifier.close()
+    return 0
+
+
+async def keep_alive(notifier: Any) -> None:
+    """The watchdog's ping while the server's loop turns."""
+    import asyncio
+
+    while True:
+        notifier.heartbeat()
+        await asyncio.sleep(1.0)
+
+
+async def announce(uri: str) -> None:
+    """Zeroconf (mDNS) _wyoming._tcp, as the other Wyoming servers do."""
+    from urllib.parse import urlsplit
+
+    try:
+        from wyoming.zeroconf import HomeAssistantZeroconf
+    except ImportError as exc:
+        raise ConfigError("wyoming.zeroconf needs the zeroconf package: "
+                          "pip install 'digitd[wyoming]'") from exc
+    port = urlsplit(uri).port
+    if port is None:
+        raise ConfigError("wyoming.zeroconf announces a tcp:// server, not a unix socket")
+    await HomeAssistantZeroconf(port=port).register_server()
+    log.info("announced over mDNS as _wyoming._tcp on port %d", port)
+
+
 def cmd_level(args: argparse.Namespace, settings: Settings) -> int:
     """The input level, four lines a second, to set up a microphone."""
     from .level import meter_lines
@@ -256,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="recognize the bundled sample recording (no microphone)")
     add_options(p, DEMO)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("wyoming", help="serve Home Assistant's voice pipeline (Wyoming "
+                                       "speech-to-text)")
+    add_options(p, WYOMING)
+    p.set_defaults(func=cmd_wyoming)
 
     p = sub.add_parser("level", help="show the input level, to set up a microphone")
     p.add_argument("--seconds", type=float, default=0,

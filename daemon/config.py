@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 from .segmenter import SegmenterSettings
 
-LISTEN, RECOGNIZE, DEMO = "listen", "recognize", "demo"
-STREAMING = (LISTEN, RECOGNIZE, DEMO)
+LISTEN, RECOGNIZE, DEMO, WYOMING = "listen", "recognize", "demo", "wyoming"
+STREAMING = (LISTEN, RECOGNIZE, DEMO)  # the commands with outputs of their own
+RECOGNIZING = (*STREAMING, WYOMING)  # every command that runs the model
 SYSTEM_CONFIG = Path("/etc/digitd/config.toml")
 
 
@@ -41,6 +42,19 @@ def check_mqtt_url(url: str) -> str | None:
     if not parts.hostname:
         return "has no host"
     return None
+
+
+def check_server_uri(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        return None if parts.path else "has no socket path"
+    if parts.scheme != "tcp":
+        return "must be tcp://HOST:PORT or unix:///PATH"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        return f"bad port ({exc})"
+    return None if parts.hostname and port else "needs a host and a port"
 
 
 def check_device_id(value: str) -> str | None:
@@ -108,7 +122,7 @@ _SEG = SegmenterSettings()
 OPTIONS: tuple[Option, ...] = (
     Option("model", "--model", str, "",
            "a model's metadata JSON, its two .tflite stages beside it (empty: the shipped "
-           "model)", example="/opt/digitd/models/digitd.json"),
+           "model)", example="/opt/digitd/models/digitd.json", commands=RECOGNIZING),
     Option("format", "--format", str, "text", "output on stdout: one digit per line, or JSON "
            "lines", choices=("text", "jsonl")),
     Option("stdout", "--stdout", str, "on", "digits on stdout: 'unless-mqtt' keeps them out "
@@ -120,17 +134,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("verbose", "--verbose", bool, False,
            "also print rejected segments (digit null, or '-' in text)"),
     Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",
-           commands=(LISTEN, RECOGNIZE, DEMO, "devices"),
+           commands=(*RECOGNIZING, "devices"),
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     # rejection: the model's calibrated limits unless set
     Option("rejection.max_unknown", "--max-unknown", float, None,
            "reject a segment when the model's 'not a digit' probability reaches this: lower "
            "means fewer digits nobody said and more missed ones (unset: the model's "
-           "calibrated value)", low=0.0, high=1.0, example=0.05),
+           "calibrated value)", low=0.0, high=1.0, example=0.05, commands=RECOGNIZING),
     Option("rejection.min_confidence", "--min-confidence", float, None,
            "reject a digit whose probability is below this: higher means fewer wrong digits "
            "and more missed ones (unset: the model's calibrated value)", low=0.0, high=1.0,
-           example=0.5),
+           example=0.5, commands=RECOGNIZING),
     # audio source: listen only
     Option("audio.device", "--device", str, "", "input device index or name substring "
            "(empty: the system default)", commands=(LISTEN,), example="USB"),
@@ -212,9 +226,19 @@ OPTIONS: tuple[Option, ...] = (
            "announce an event entity to Home Assistant (MQTT discovery)"),
     Option("mqtt.discovery_prefix", "--mqtt-discovery-prefix", str, "homeassistant",
            "Home Assistant's discovery prefix", check=check_device_id),
+    # Wyoming server
+    Option("wyoming.uri", "--uri", str, "tcp://0.0.0.0:10300", "where the Wyoming server "
+           "listens: tcp://HOST:PORT (10300 is speech-to-text's usual port) or unix:///PATH",
+           commands=(WYOMING,), check=check_server_uri),
+    Option("wyoming.zeroconf", "--zeroconf", bool, False, "announce the server over mDNS "
+           "(_wyoming._tcp) so Home Assistant discovers it (needs the zeroconf package)",
+           commands=(WYOMING,)),
 )
+# The segmenter serves every command that runs the model.
+OPTIONS = tuple(Option(**{**vars(o), "commands": RECOGNIZING}) if o.key.startswith("vad.")
+                else o for o in OPTIONS)
 BY_KEY = {option.key: option for option in OPTIONS}
-SECTIONS = ("", "rejection", "audio", "vad", "mqtt")
+SECTIONS = ("", "rejection", "audio", "vad", "mqtt", "wyoming")
 
 
 @dataclass

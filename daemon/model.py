@@ -80,6 +80,11 @@ class ModelMetadata:
     def sample_rate(self) -> int:
         return self.features.sample_rate
 
+    @property
+    def attribution(self) -> list[str]:
+        """Who made what the model was trained on, as its licences ask to be credited."""
+        return [str(a) for a in self.raw.get("attribution", [])]
+
     @classmethod
     def load(cls, path: Path) -> ModelMetadata:
         try:

@@ -274,8 +274,8 @@ class MqttPublisher:
         except OSError as exc:
             return f"{address[0]} port {self.port}: {exc.strerror or exc}"
         if self._tls:
-            return ("TLS: is the broker's certificate signed by a CA in mqtt.ca_file or the "
-                    "system's, for this host name?")
+            return ("mqtts: is the broker's certificate signed by a CA in mqtt.ca_file or "
+                    "the system's, for this host name?")
         return "no answer to MQTT's CONNECT yet"
 
     def publish(self, payload: dict[str, Any]) -> None:

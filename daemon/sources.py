@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .audio import StreamResampler, audio_blocks, to_mono
+from .audio import StreamResampler, audio_blocks, pcm_to_mono, to_mono
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,8 @@ class RawPcmSource:
             if not chunk:
                 break
             data = leftover + chunk
-            usable = len(data) - len(data) % (2 * self.channels)
-            leftover = data[usable:]
-            pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
-            yield Block(self.resample(to_mono(pcm.reshape(-1, self.channels))), time.monotonic())
+            leftover = data[len(data) - len(data) % (2 * self.channels):]
+            yield Block(self.resample(pcm_to_mono(data, 2, self.channels)), time.monotonic())
         yield Block(self.resample(np.zeros(0, np.float32), last=True), time.monotonic())
 
 
