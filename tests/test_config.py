@@ -33,7 +33,8 @@ def non_default(option):
     if option.kind is bool:
         return not option.default
     if option.kind is str:
-        return {"mqtt.url": "mqtt://u:p@broker.example:1884"}.get(option.key, "custom-value")
+        return {"mqtt.url": "mqtt://u:p@broker.example:1884",
+                "wyoming.uri": "tcp://127.0.0.1:10301"}.get(option.key, "custom-value")
     value = option.default + 1 if option.kind is int else round(option.default * 0.9, 3)
     return value
 
