@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validate the config file and options; print the effective settings")
     what.add_argument("--example", action="store_true",
                       help="print a commented example config file")
-    add_options(p, LISTEN)
+    add_options(p, "config")
     p.set_defaults(func=cmd_config)
     return parser
 

@@ -356,13 +356,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Every option of `command` as a flag whose default is 'not given' (file or default
-    then decide), plus --config."""
+    then decide), plus --config. `config` takes them all: it checks every setting."""
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (default: $XDG_CONFIG_HOME/digitd/config.toml, "
                              "else /etc/digitd/config.toml)")
     groups: dict[str, Any] = {}
     for option in OPTIONS:
-        if command not in option.commands:
+        if command not in option.commands and command != "config":
             continue
         section = option.key.rpartition(".")[0]
         if section not in groups:
