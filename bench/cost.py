@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -196,3 +198,60 @@ def _daemon_run(pulse, folder: Path, seconds: float, lose_device: bool = False) 
             "peak_rss_after_device_loss_mb": peak_after_loss and peak_after_loss / 2**20,
             "heavy_modules": heavy.split(",") if heavy else [],
             "stop_after_sigterm_s": stop_s}
+
+
+def wyoming_server(clips: list[np.ndarray], rate: int) -> dict:
+    """`digitd wyoming` on loopback, one transcription per clip as Home Assistant sends a
+    command: transcript latency after audio-stop (p50/p95), digits right, and the server's
+    CPU per audio hour (start-up excluded)."""
+    import asyncio
+    import socket
+
+    from wyoming.asr import Transcript
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digitd.daemon.cli", "wyoming", "--uri",
+                             f"tcp://127.0.0.1:{port}", "--log-level", "WARNING"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+
+    async def one(pcm: bytes) -> tuple[float, str]:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for i in range(0, len(pcm), 3200):
+                await client.write_event(AudioChunk(rate=rate, width=2, channels=1,
+                                                    audio=pcm[i : i + 3200]).event())
+            stop = time.perf_counter()
+            await client.write_event(AudioStop().event())
+            text = Transcript.from_event(await client.read_event()).text
+            return (time.perf_counter() - stop) * 1000, text
+
+    async def all_clips() -> list[tuple[float, str]]:
+        return [await one((np.clip(c, -1, 1) * 32767).astype("<i2").tobytes()) for c in clips]
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("digitd wyoming did not start") from None
+                time.sleep(0.1)
+        cpu0, _ = proc_stat(proc.pid)
+        answers = asyncio.run(all_clips())
+        cpu1, peak = proc_stat(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    latencies = [ms for ms, _ in answers]
+    seconds = sum(c.size for c in clips) / rate
+    return {"requests": len(clips), "transcripts": [t for _, t in answers],
+            "latency_ms_p50": float(np.percentile(latencies, 50)),
+            "latency_ms_p95": float(np.percentile(latencies, 95)),
+            "cpu_seconds_per_audio_hour": (cpu1 - cpu0) / seconds * 3600,
+            "peak_rss_mb": peak / 2**20}

@@ -443,6 +443,15 @@ def cost_section(results: dict) -> list[str]:
               + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}"
               + ("; **it did not stop cleanly within 10 s of SIGTERM** (killed)."
                  if d.get("stop_after_sigterm_s", 0) is None else "."), ""]
+    if "wyoming" in c:
+        w = c["wyoming"]
+        parts += [f"`digitd wyoming` (Home Assistant's speech-to-text), {w['requests']} FSDD "
+                  "digits of a held-in speaker sent one request each over loopback: transcript "
+                  f"{w['latency_ms_p50']:.1f} ms after `audio-stop` at p50, "
+                  f"{w['latency_ms_p95']:.1f} ms at p95; {w['right']:.0%} right; "
+                  f"{w['cpu_seconds_per_audio_hour']:.0f} CPU seconds per audio hour (beside "
+                  f"{proc['digitd']['cpu_seconds_per_audio_hour']:.0f} s for the same "
+                  f"recognizer reading a stream); peak RSS {w['peak_rss_mb']:.0f} MB.", ""]
     if d.get("rss_mb_by_origin"):
         parts += ["Where the daemon's resident memory comes from:", "",
                   table(["origin", "MB"], [[k, f"{v:.1f}"] for k, v in sorted(

@@ -260,6 +260,12 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: P
                                 "cpu_seconds_per_audio_hour": run["cpu_s"] / seconds * 3600,
                                 "audio_seconds": seconds}
     out["daemon"] = cost.daemon_on_pulse(cfg.daemon_seconds)
+    words, digits = material.of_speaker(fsdd, "theo")
+    pad = np.zeros(material.RATE // 4)
+    clips = [np.concatenate([pad, w, pad]) for w in words[: cfg.stream_digits]]
+    out["wyoming"] = cost.wyoming_server(clips, material.RATE)
+    out["wyoming"]["right"] = float(np.mean([t == str(d) for t, d in zip(
+        out["wyoming"].pop("transcripts"), digits, strict=False)]))
     return out
 
 

@@ -207,11 +207,9 @@ def cmd_wyoming(args: argparse.Namespace, settings: Settings) -> int:
             pinger.cancel()
 
     try:
-        asyncio.run(serve())
+        asyncio.run(serve())  # until SIGTERM or SIGINT, which the server's loop handles
     except OSError as exc:
         raise ConfigError(f"cannot listen on {uri}: {exc.strerror or exc}") from exc
-    except Shutdown as why:
-        log.info("%s: stopping the Wyoming server", why)
     finally:
         notifier.stopping()
         notifier.close()

@@ -167,7 +167,7 @@ class WyomingServer:
 
     def __init__(self, classifier: DigitClassifier, segmenter: SegmenterSettings) -> None:
         self.classifier, self.segmenter = classifier, segmenter
-        self.connections: set[asyncio.Task] = set()
+        self.connections: dict[asyncio.Task, Connection] = {}
 
     def transcription(self, rate: int, width: int, channels: int) -> Transcription:
         if not (1000 <= rate <= 384000 and 1 <= width <= 4 and 1 <= channels <= 32):
@@ -197,16 +197,19 @@ class WyomingServer:
     async def connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                         ) -> None:
         task = asyncio.current_task()
+        connection = Connection(self, reader, writer)
         if task is not None:
-            self.connections.add(task)
+            self.connections[task] = connection
         try:
-            await Connection(self, reader, writer).run()
+            await connection.run()
         finally:
             if task is not None:
-                self.connections.discard(task)
+                self.connections.pop(task, None)
 
     async def serve(self, uri: str, ready: Any = None) -> None:
-        """Listen on `uri` until cancelled; `ready(description)` once listening."""
+        """Listen on `uri` until SIGTERM or SIGINT; `ready(description)` once listening.
+        At the end, every client's connection is closed and its handler left to finish."""
+        import signal
         from urllib.parse import urlsplit
 
         parts = urlsplit(uri)
@@ -216,8 +219,19 @@ class WyomingServer:
         else:
             server = await asyncio.start_server(self.connected, parts.hostname, parts.port,
                                                 limit=MAX_HEADER_BYTES)
-        async with server:
-            log.info("Wyoming speech-to-text server listening on %s", uri)
-            if ready is not None:
-                ready(f"Wyoming server on {uri}")
-            await server.serve_forever()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("Wyoming speech-to-text server listening on %s", uri)
+        if ready is not None:
+            ready(f"Wyoming server on {uri}")
+        await stop.wait()
+        log.info("stopping the Wyoming server (%d clients connected)", len(self.connections))
+        server.close()
+        for connection in self.connections.values():
+            connection.writer.close()
+            connection.reader.feed_eof()
+        if self.connections:
+            await asyncio.wait(list(self.connections), timeout=5)
+        await server.wait_closed()

@@ -165,3 +165,31 @@ def test_minutes_of_audio_keep_memory_bounded(server):
         peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     assert text == ""
     assert peak < 200, f"server peak RSS {peak:.0f} MB after five minutes of audio"
+
+
+def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([*CLI, "wyoming", "--uri", f"tcp://127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        client.sendall(b'{"type": "audio-start", "data": {"rate": 16000, "width": 2, '
+                       b'"channels": 1}}\n')  # mid-transcription when the stop comes
+        time.sleep(0.5)
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        client.close()
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert "stopping the Wyoming server (1 clients connected)" in text
+    assert "Traceback" not in text
