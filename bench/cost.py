@@ -255,3 +255,20 @@ def wyoming_server(clips: list[np.ndarray], rate: int) -> dict:
             "latency_ms_p95": float(np.percentile(latencies, 95)),
             "cpu_seconds_per_audio_hour": (cpu1 - cpu0) / seconds * 3600,
             "peak_rss_mb": peak / 2**20}
+
+
+def embedding_macs(frames: int, n_mels: int = 32) -> int:
+    """Multiply-accumulates of one pass of the speech embedding over `frames` mel frames,
+    from its architecture table (unpadded time, frequency padded by one band each side)."""
+    from digitd.train.embedding import ARCHITECTURE
+
+    t, f, channels, macs = frames, n_mels + 2, 1, 0
+    for layer in ARCHITECTURE:
+        if layer[0] == "pool":
+            t, f = t // layer[1][0], f // layer[1][1]
+            continue
+        _, (kt, kf), padding, out = layer
+        t, f = t - kt + 1, (f - kf + 1 if padding == "valid" else f)
+        macs += t * f * kt * kf * channels * out
+        channels = out
+    return macs

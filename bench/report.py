@@ -257,6 +257,46 @@ def trade_tables(evaluation: dict) -> list[str]:
     return out
 
 
+# Published figures the Raspberry Pi estimate scales from (an estimate, not a measurement):
+PI4_MOBILENET_MS = 87.0  # MobileNet v1 1.0_224 on a Pi 4's CPU with TFLite, per TildAlice,
+PI4_SOURCE = "https://dev.to/tildalice/mobilenet-vs-efficientnet-lite-pi-4-first-model-38ms-gap-3l84"
+MOBILENET_V1_MACS = 569e6  # Howard et al. 2017, table 8
+PI5_SPEEDUP = (2.0, 3.0)  # Raspberry Pi Ltd: "a 2-3x increase in CPU performance" over Pi 4
+PI5_SOURCE = "https://www.raspberrypi.com/news/introducing-raspberry-pi-5/"
+
+
+def arm64_section(path: Path, results: dict) -> list[str]:
+    """The last `scripts/check-arm64` run, and what a Raspberry Pi would spend."""
+    if not path.is_file():
+        return []
+    from digitd.daemon.features import FeatureConfig
+
+    from bench.cost import embedding_macs
+
+    r = json.loads(path.read_text())
+    f = FeatureConfig()
+    macs = embedding_macs(f.window_frames)
+    pi4 = macs / MOBILENET_V1_MACS * PI4_MOBILENET_MS
+    measured = results["cost"]["per_utterance_ms"][WHOLE]
+    rows = [[name, wheel] for name, wheel in r["wheels"].items()]
+    return ["## Raspberry Pi (arm64)", "",
+            f"`scripts/check-arm64` (in CI) ran the README's Raspberry Pi steps in Debian "
+            f"{r['debian']}: `digitd demo` printed {' '.join(r['demo'])}; `recognize --whole` "
+            f"got {r['fsdd_right']} of {r['fsdd_whole_files']} FSDD files right; "
+            "`systemd-analyze verify` of the unit in the root: "
+            f"{'clean' if not r['systemd_analyze_verify'] else r['systemd_analyze_verify']}. "
+            "Emulated timings mean nothing, so none are given. The wheels pip chose there:",
+            "", table(["package", "wheel"], rows), "",
+            f"**Estimate, not a measurement**: one utterance is one embedding pass over "
+            f"{f.window_frames} mel frames, {macs / 1e6:.0f} M multiply-accumulates (the head "
+            "adds under 1 M). MobileNet v1 1.0_224 (569 M) takes about "
+            f"{PI4_MOBILENET_MS:.0f} ms on a Pi 4's CPU with TFLite ([source]({PI4_SOURCE})), "
+            f"so about {pi4:.0f} ms an utterance on a Pi 4 and {pi4 / PI5_SPEEDUP[1]:.0f}-"
+            f"{pi4 / PI5_SPEEDUP[0]:.0f} ms on a Pi 5 (2-3x a Pi 4's CPU, [source]"
+            f"({PI5_SOURCE})); measured here, {measured:.1f} ms. A quiet room costs only the "
+            "VAD.", ""]
+
+
 def soak_section(path: Path) -> list[str]:
     """The last `python -m bench.soak` run, when there is one."""
     if not path.is_file():
@@ -486,6 +526,7 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts += false_accepts_section(results)
     parts += cost_section(results)
     parts += soak_section(out.parent / "soak" / "results.json")
+    parts += arm64_section(out.parent / "arm64" / "results.json", results)
     text = "\n".join(parts)
     markdown.write_text(text)
     return text

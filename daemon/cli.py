@@ -75,6 +75,11 @@ def open_outputs(settings: Settings, every_result: bool = False
     return printer, publisher, Fanout(sinks)
 
 
+def number_gap(settings: Settings) -> float | None:
+    """--numbers: the pause, in seconds, that ends a number; None: one digit per line."""
+    return settings["number_gap_ms"] / 1000 if settings["numbers"] else None
+
+
 def close_publisher(publisher: Any) -> int:
     """Flush and close MQTT; 1 when digits were not delivered (a script should know)."""
     return 1 if publisher is not None and publisher.close() else 0
@@ -106,7 +111,7 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     recognizer = StreamRecognizer(classifier, settings.segmenter())
     source = open_source(settings, classifier.features.sample_rate)
     _, publisher, output = open_outputs(settings)
-    loop = StreamLoop(output, settings["count"] or None)
+    loop = StreamLoop(output, settings["count"] or None, number_gap(settings))
     notifier = Notifier()
     try:  # a DeviceError here is the first open failing; later losses are reopened
         watch = SilenceWatch(classifier.features.sample_rate)
@@ -165,7 +170,7 @@ def cmd_recognize(args: argparse.Namespace, settings: Settings) -> int:
         return recognize_whole_files(args.files, classifier, settings)
     segmenter = settings.segmenter()
     printer, publisher, output = open_outputs(settings)
-    loop = StreamLoop(output)
+    loop = StreamLoop(output, number_gap=number_gap(settings))
     failed = 0
     try:
         for path in args.files:

@@ -128,9 +128,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("stdout", "--stdout", str, "on", "digits on stdout: 'unless-mqtt' keeps them out "
            "of the journal when MQTT delivers them (a door lock's codes are secrets); 'off' "
            "needs MQTT", choices=("on", "unless-mqtt", "off")),
-    Option("count", "--count", int, 0, "stop after this many digits, so a script can read "
-           "a PIN: pin=$(digitd listen --count 4) (0: run until stopped)", commands=(LISTEN,),
-           low=0, high=1_000_000),
+    Option("count", "--count", int, 0, "stop after this many digits (numbers, with --numbers), "
+           "so a script can read a PIN: pin=$(digitd listen --count 4) (0: run until stopped)",
+           commands=(LISTEN,), low=0, high=1_000_000),
+    Option("numbers", "--numbers", bool, False, "digits said together are one line, 427, once "
+           "the speaker pauses; a word that is not a digit inside rejects the whole number"),
+    Option("number_gap_ms", "--number-gap-ms", int, 1000, "the pause that ends a number: "
+           "shorter keeps numbers apart sooner, longer lets people think between digits",
+           low=100, high=10000),
     Option("verbose", "--verbose", bool, False,
            "also print rejected segments (digit null, or '-' in text)"),
     Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",

@@ -123,6 +123,7 @@ class MqttPublisher:
         self.device_id = settings.device_id or default_device_id()
         base = f"{settings.topic_prefix}/{self.device_id}"
         self.digit_topic = f"{base}/digit"
+        self.number_topic = f"{base}/number"
         self.availability_topic = f"{base}/availability"
         self._lock = threading.Lock()
         self._pending: dict[int, float] = {}  # published, not yet acknowledged: mid -> born
@@ -199,8 +200,8 @@ class MqttPublisher:
                  self.digit_topic, f" ({queued} queued digits to deliver)" if queued else "")
         client.publish(self.availability_topic, "online", qos=1, retain=True)
         if self.settings.discovery:
-            client.publish(self.discovery_topic(), json.dumps(self.discovery_config()),
-                           qos=1, retain=True)
+            for topic, config in self.discovery():
+                client.publish(topic, json.dumps(config), qos=1, retain=True)
         self._first_result.set()
 
     def _drop_stale(self, client) -> None:
@@ -278,7 +279,7 @@ class MqttPublisher:
                     "the system's, for this host name?")
         return "no answer to MQTT's CONNECT yet"
 
-    def publish(self, payload: dict[str, Any]) -> None:
+    def publish(self, payload: dict[str, Any], topic: str | None = None) -> None:
         import paho.mqtt.client as paho
 
         properties = None
@@ -288,7 +289,7 @@ class MqttPublisher:
 
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = max(1, math.ceil(self.settings.max_age_s))
-        info = self._client.publish(self.digit_topic, json.dumps(payload),
+        info = self._client.publish(topic or self.digit_topic, json.dumps(payload),
                                     qos=self.settings.qos, properties=properties)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
             self.dropped += 1
@@ -320,7 +321,10 @@ class MqttPublisher:
         for event in events:
             if event.digit is None:
                 continue
-            self.publish({**event.row(file), "event_type": str(event.digit)})
+            if hasattr(event, "number"):  # --numbers: the whole number, on its own topic
+                self.publish({**event.row(file), "event_type": "number"}, self.number_topic)
+            else:
+                self.publish({**event.row(file), "event_type": str(event.digit)})
 
     def close(self, flush_seconds: float = 5.0) -> int:
         """Wait for queued digits to be acknowledged, say offline, disconnect.
@@ -341,22 +345,23 @@ class MqttPublisher:
         self._client.loop_stop()
         return undelivered
 
-    def discovery_topic(self) -> str:
-        return f"{self.settings.discovery_prefix}/event/{self.device_id}/digit/config"
-
-    def discovery_config(self) -> dict[str, Any]:
-        return {
-            "name": "Spoken digit",
-            "unique_id": f"digitd_{self.device_id}_digit",
-            "state_topic": self.digit_topic,
-            "event_types": [str(d) for d in range(10)],
-            "availability_topic": self.availability_topic,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "qos": self.settings.qos,
-            "icon": "mdi:numeric",
-            "device": {"identifiers": [f"digitd_{self.device_id}"],
-                       "name": f"digitd {self.device_id}", "manufacturer": "digitd",
-                       "model": "offline spoken-digit recognizer", "sw_version": __version__},
-        }
-
+    def discovery(self) -> list[tuple[str, dict[str, Any]]]:
+        """Home Assistant event entities: "Spoken digit" (event types 0-9) and "Spoken
+        number" (event type "number", the number in its attributes)."""
+        device = {"identifiers": [f"digitd_{self.device_id}"],
+                  "name": f"digitd {self.device_id}", "manufacturer": "digitd",
+                  "model": "offline spoken-digit recognizer", "sw_version": __version__}
+        common = {"availability_topic": self.availability_topic,
+                  "payload_available": "online", "payload_not_available": "offline",
+                  "qos": self.settings.qos, "device": device}
+        prefix = f"{self.settings.discovery_prefix}/event/{self.device_id}"
+        return [
+            (f"{prefix}/digit/config",
+             {"name": "Spoken digit", "unique_id": f"digitd_{self.device_id}_digit",
+              "state_topic": self.digit_topic, "event_types": [str(d) for d in range(10)],
+              "icon": "mdi:numeric", **common}),
+            (f"{prefix}/number/config",
+             {"name": "Spoken number", "unique_id": f"digitd_{self.device_id}_number",
+              "state_topic": self.number_topic, "event_types": ["number"],
+              "icon": "mdi:dialpad", **common}),
+        ]

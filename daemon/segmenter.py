@@ -231,6 +231,11 @@ class VadSegmenter:
         """End of stream: close an open segment."""
         return self._close(truncated=self._overlong) if self.triggered else None
 
+    @property
+    def seconds(self) -> float:
+        """Stream time consumed so far, the clock of every segment's start and end."""
+        return self._position * self.settings.frame_ms / 1000
+
     def reset(self) -> None:
         """Forget everything in flight (after a gap in the audio, say)."""
         self.triggered = self._overlong = False

@@ -35,9 +35,11 @@ class StreamLoop:
     --count 4)` returns after the fourth digit instead of running until stopped).
     """
 
-    def __init__(self, output: Fanout, stop_after: int | None = None) -> None:
+    def __init__(self, output: Fanout, stop_after: int | None = None,
+                 number_gap: float | None = None) -> None:
         self.output, self.stop_after = output, stop_after
-        self.digits = 0
+        self.number_gap = number_gap  # --numbers: digits said together are one event
+        self.digits = 0  # digits (or numbers) delivered
 
     @property
     def done(self) -> bool:
@@ -45,16 +47,26 @@ class StreamLoop:
 
     def run(self, source: Any, recognizer: Any, file: str | None = None,
             on_block: Callable[[Any], None] | None = None) -> None:
+        from .numbers import NumberGrouper
+
+        numbers = NumberGrouper(self.number_gap) if self.number_gap is not None else None
+        clock = recognizer.segmenter
         for block in source:
             if block.gap:
                 recognizer.reset()
-            self._deliver(recognizer.feed(block.samples, block.arrival), file)
+            events = recognizer.feed(block.samples, block.arrival)
+            if numbers is not None:
+                events = numbers.feed(events, clock.seconds, clock.triggered)
+            self._deliver(events, file)
             if self.done:
                 return
             self.output.check_readers()
             if on_block is not None:
                 on_block(block)
-        self._deliver(recognizer.finish(), file)
+        events = recognizer.finish()
+        if numbers is not None:
+            events = numbers.feed(events, clock.seconds) + numbers.finish(clock.seconds)
+        self._deliver(events, file)
 
     def _deliver(self, events: list, file: str | None) -> None:
         if self.stop_after is not None:  # nothing past the count, not even a rejection

@@ -58,6 +58,23 @@ def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings,
     assert all(0 <= r["latency_ms"] < 1000 and r["end"] > r["start"] for r in rows)
 
 
+def test_listen_numbers_through_pulseaudio(pulse, recordings, names, tmp_path):
+    """Three digits with short pauses, then silence: one line, the number, within the gap
+    after the last word."""
+    stream = build_stream(recordings, names[:3], [0.4, 0.4, 2.0], rate=44100)
+    wav = write_stream(stream, tmp_path / "number.wav")
+    daemon = Daemon("--device", "pulse", "--numbers", env=pulse.env)
+    try:
+        daemon.wait_for_log("listening on", timeout=30)
+        pulse.play(wav)
+        rows = daemon.rows(1, timeout=10)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    assert [r["number"] for r in rows] == ["".join(map(str, stream.digits))], daemon.log()
+    assert 1000 <= rows[0]["latency_ms"] < 1000 + 300
+
+
 def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tmp_path):
     stream = build_stream(recordings, names[:3], PAUSES[:3], rate=16000)
     wav = write_stream(stream, tmp_path / "digits.wav")
