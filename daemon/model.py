@@ -12,6 +12,7 @@ from the metadata.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from .features import FeatureConfig, log_mel, n_embeddings, utterance_window, window_mel
+
+log = logging.getLogger(__name__)
 
 MODEL_FILENAME = "digitd.json"
 MODEL_FORMAT = "digitd-model/2"
@@ -118,9 +121,10 @@ class ModelMetadata:
 
 
 def load_interpreter(model_path: Path, num_threads: int = 1,
-                     input_shape: tuple[int, ...] | None = None) -> Any:
+                     input_shape: tuple[int, ...] | None = None, delegates: bool = True) -> Any:
     """A TFLite interpreter from the first runtime installed: LiteRT, tflite_runtime, TF.
-    `input_shape` sizes an input with a free dimension before its tensors are allocated."""
+    `input_shape` sizes an input with a free dimension before its tensors are allocated;
+    `delegates` False keeps XNNPACK out (the built-in kernels only)."""
     try:
         from ai_edge_litert import interpreter as runtime
     except ImportError:
@@ -138,8 +142,14 @@ def load_interpreter(model_path: Path, num_threads: int = 1,
                 ) from exc
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
+    options = {} if delegates else {"experimental_op_resolver_type": getattr(
+        runtime, "OpResolverType", None) or runtime.experimental.OpResolverType}
+    if options:
+        options["experimental_op_resolver_type"] = (
+            options["experimental_op_resolver_type"].BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
-        interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads)
+        interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads,
+                                          **options)
         if input_shape is not None:
             index = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(index, list(input_shape))
@@ -155,13 +165,13 @@ class Stage:
     `signature` is the input shape without the batch; None marks a free dimension (the
     embedding stage takes any number of mel frames and returns one vector per 8)."""
 
-    def __init__(self, path: Path, signature: tuple[int | None, ...], num_threads: int = 1
-                 ) -> None:
+    def __init__(self, path: Path, signature: tuple[int | None, ...], num_threads: int = 1,
+                 delegates: bool = True) -> None:
         self.path = path
         self._shape = (1, *(1 if s is None else s for s in signature))
         if None in signature:  # a free dimension must be sized before allocation
             self._shape = (1, *(76 if s is None else s for s in signature))
-        self._interpreter = load_interpreter(path, num_threads, self._shape)
+        self._interpreter = load_interpreter(path, num_threads, self._shape, delegates)
         self._input = self._interpreter.get_input_details()[0]
         self._output_index = self._interpreter.get_output_details()[0]["index"]
         found = tuple(int(s) for s in self._input.get("shape_signature",
@@ -205,8 +215,23 @@ class Prediction:
     probabilities: np.ndarray
 
 
+def probe_mel(cfg: FeatureConfig) -> np.ndarray:
+    """The mel window of the bundled sample's first second: the input of the load-time check."""
+    from .audio import read_audio
+
+    sample = resources.files("digitd.daemon").joinpath("samples/four-two-seven.wav")
+    return window_mel(read_audio(str(sample), cfg.sample_rate)[: cfg.sample_rate], cfg)
+
+
+PROBE_MIN_COSINE = 0.98  # int8 kernels differ in rounding; a broken one is far below
+
+
 class DigitClassifier:
-    """Audio -> Prediction with the model's rejection rule. One interpreter per stage."""
+    """Audio -> Prediction with the model's rejection rule. One interpreter per stage.
+
+    At load, the embedding's output on a known input is checked against what it gave where
+    the model was exported ("probe" in its metadata): XNNPACK's int8 kernels have been seen
+    to compute garbage on some arm64 setups; the built-in kernels then take over."""
 
     def __init__(self, model_path: Path | None = None, num_threads: int = 1) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
@@ -220,6 +245,23 @@ class DigitClassifier:
                            num_threads)
         self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
                           num_threads)
+        expected = self.metadata.raw.get("probe")
+        if expected is not None and not self._probe_agrees(expected):
+            log.warning("the TFLite runtime's XNNPACK kernels computed the embedding wrongly "
+                        "on this machine; using its built-in kernels instead")
+            self.embed = Stage(folder / self.metadata.files["embedding"],
+                               (None, f.n_mels, 1), num_threads, delegates=False)
+            if not self._probe_agrees(expected):
+                raise ModelError(f"{self.model_path}: the TFLite runtime computes this model "
+                                 "wrongly on this machine, with or without XNNPACK")
+
+    def _probe_agrees(self, expected: list) -> bool:
+        got = self.embeddings(probe_mel(self.features)).ravel()
+        want = np.asarray(expected, dtype=np.float32).ravel()
+        if got.shape != want.shape:
+            return False
+        cosine = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want) + 1e-9))
+        return cosine >= PROBE_MIN_COSINE
 
     @property
     def features(self) -> FeatureConfig:

@@ -233,3 +233,26 @@ def test_a_long_file_streams_in_bounded_memory(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
     assert proc.stdout.read() == b""
     assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB for a {long.stat().st_size >> 20} MB file"
+
+
+def test_the_model_checks_its_runtime_at_load(tmp_path, caplog):
+    """The embedding's output on a known input must match what it gave at export: XNNPACK's
+    int8 kernels computed garbage on emulated arm64; the built-in kernels take over then,
+    and a runtime wrong both ways is a clear error, never wrong digits."""
+    import json as js
+    import shutil
+
+    path = default_model_path()
+    probe = js.loads(path.read_text())["probe"]
+    assert np.asarray(probe).shape == (16, 96)
+    with caplog.at_level("WARNING"):
+        DigitClassifier(path)
+    assert "XNNPACK" not in caplog.text  # agrees here
+    folder = tmp_path / "m"
+    shutil.copytree(path.parent, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    meta = js.loads((folder / "digitd.json").read_text())
+    meta["probe"] = (-np.asarray(probe)).tolist()  # what a broken runtime would have given
+    (folder / "digitd.json").write_text(js.dumps(meta))
+    with caplog.at_level("WARNING"), pytest.raises(ModelError, match="computes this model"):
+        DigitClassifier(folder / "digitd.json")
+    assert "using its built-in kernels instead" in caplog.text

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from digitd.daemon.model import MODEL_FILENAME, ModelMetadata, RejectionRule
+from digitd.daemon.model import (
+    MODEL_FILENAME,
+    DigitClassifier,
+    ModelMetadata,
+    RejectionRule,
+    probe_mel,
+)
 
 from .embedding import build_embedding
 
@@ -49,6 +55,10 @@ def write_model(out_dir: Path, embedding: bytes, head: bytes, labels: tuple[str,
     (out_dir / EMBEDDING_FILENAME).write_bytes(embedding)
     (out_dir / HEAD_FILENAME).write_bytes(head)
     path = out_dir / MODEL_FILENAME
-    ModelMetadata.write(path, labels, cfg.features, rule,
-                        {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME}, **extra)
+    files = {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME}
+    ModelMetadata.write(path, labels, cfg.features, rule, files, **extra)
+    # what the embedding gives here on a known input: the runtime checks it at every load
+    probe = DigitClassifier(path).embeddings(probe_mel(cfg.features))
+    ModelMetadata.write(path, labels, cfg.features, rule, files, **extra,
+                        probe=np.round(probe, 4).tolist())
     return path
