@@ -483,6 +483,14 @@ def cost_section(results: dict) -> list[str]:
               + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}"
               + ("; **it did not stop cleanly within 10 s of SIGTERM** (killed)."
                  if d.get("stop_after_sigterm_s", 0) is None else "."), ""]
+    parts += wyoming_and_memory_lines(c, proc)
+    return parts
+
+
+def wyoming_and_memory_lines(c: dict, proc: dict) -> list[str]:
+    """The Wyoming server beside the streaming recognizer, and where the RSS comes from."""
+    parts: list[str] = []
+    d = c["daemon"]
     if "wyoming" in c:
         w = c["wyoming"]
         parts += [f"`digitd wyoming` (Home Assistant's speech-to-text), {w['requests']} FSDD "

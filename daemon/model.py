@@ -229,9 +229,9 @@ PROBE_MIN_COSINE = 0.98  # int8 kernels differ in rounding; a broken one is far 
 class DigitClassifier:
     """Audio -> Prediction with the model's rejection rule. One interpreter per stage.
 
-    At load, the embedding's output on a known input is checked against what it gave where
+    At load, both stages' outputs on a known input are checked against what they gave where
     the model was exported ("probe" in its metadata): XNNPACK's int8 kernels have been seen
-    to compute garbage on some arm64 setups; the built-in kernels then take over."""
+    to compute garbage on emulated arm64; the built-in kernels then take over."""
 
     def __init__(self, model_path: Path | None = None, num_threads: int = 1) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
@@ -247,21 +247,35 @@ class DigitClassifier:
                           num_threads)
         expected = self.metadata.raw.get("probe")
         if expected is not None and not self._probe_agrees(expected):
-            log.warning("the TFLite runtime's XNNPACK kernels computed the embedding wrongly "
-                        "on this machine; using its built-in kernels instead")
-            self.embed = Stage(folder / self.metadata.files["embedding"],
-                               (None, f.n_mels, 1), num_threads, delegates=False)
+            log.warning("the TFLite runtime's XNNPACK kernels computed the model wrongly on "
+                        "this machine; using its built-in kernels instead")
+            self.embed, self.head = (
+                Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
+                      num_threads, delegates=False),
+                Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
+                      num_threads, delegates=False))
             if not self._probe_agrees(expected):
                 raise ModelError(f"{self.model_path}: the TFLite runtime computes this model "
                                  "wrongly on this machine, with or without XNNPACK")
 
-    def _probe_agrees(self, expected: list) -> bool:
-        got = self.embeddings(probe_mel(self.features)).ravel()
-        want = np.asarray(expected, dtype=np.float32).ravel()
-        if got.shape != want.shape:
-            return False
-        cosine = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want) + 1e-9))
-        return cosine >= PROBE_MIN_COSINE
+    def probe(self) -> dict[str, list]:
+        """Both stages' outputs on the bundled sample: export stores them in the metadata."""
+        embeddings = self.embeddings(probe_mel(self.features))
+        probabilities = self.head(embeddings[None, -self.features.head_embeddings :])[0]
+        return {"embedding": np.round(embeddings, 4).tolist(),
+                "head": np.round(probabilities, 4).tolist()}
+
+    def _probe_agrees(self, expected: dict[str, list]) -> bool:
+        got = self.probe()
+        for stage in ("embedding", "head"):
+            a = np.asarray(got[stage], dtype=np.float32).ravel()
+            b = np.asarray(expected.get(stage, []), dtype=np.float32).ravel()
+            if a.shape != b.shape:
+                return False
+            cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+            if cosine < PROBE_MIN_COSINE:
+                return False
+        return True
 
     @property
     def features(self) -> FeatureConfig:

@@ -16,7 +16,6 @@ from digitd.daemon.model import (
     DigitClassifier,
     ModelMetadata,
     RejectionRule,
-    probe_mel,
 )
 
 from .embedding import build_embedding
@@ -57,8 +56,7 @@ def write_model(out_dir: Path, embedding: bytes, head: bytes, labels: tuple[str,
     path = out_dir / MODEL_FILENAME
     files = {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME}
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra)
-    # what the embedding gives here on a known input: the runtime checks it at every load
-    probe = DigitClassifier(path).embeddings(probe_mel(cfg.features))
+    # what both stages give here on a known input: the runtime checks it at every load
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra,
-                        probe=np.round(probe, 4).tolist())
+                        probe=DigitClassifier(path).probe())
     return path
