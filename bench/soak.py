@@ -39,7 +39,7 @@ def chunk(waves: list[np.ndarray], digits: list[int], rng: np.random.Generator
     some of them, a quiet hiss under everything."""
     rate = material.RATE
     parts, said, total = [np.zeros(rate // 2)], [], rate // 2
-    while total < CHUNK_SECONDS * rate - 3 * rate:
+    while total < (CHUNK_SECONDS - 7) * rate:  # a word, a pause and a sound: under 6 s
         i = int(rng.integers(len(waves)))
         word = waves[i] / (np.max(np.abs(waves[i])) + 1e-9) * rng.uniform(0.2, 0.6)
         gap = np.zeros(int(rng.uniform(0.6, 1.5) * rate))
