@@ -285,7 +285,12 @@ def arm64_section(path: Path, results: dict) -> list[str]:
             f"got {r['fsdd_right']} of {r['fsdd_whole_files']} FSDD files right; "
             "`systemd-analyze verify` of the unit in the root: "
             f"{'clean' if not r['systemd_analyze_verify'] else r['systemd_analyze_verify']}. "
-            "Emulated timings mean nothing, so none are given. The wheels pip chose there:",
+            + ("On the emulated CPU LiteRT's XNNPACK kernels computed the model wrongly: "
+               "digitd's load-time check (both stages' outputs on a known input, stored with "
+               "the model) caught it and switched to LiteRT's built-in kernels, which "
+               "recognized as on x86. Whether XNNPACK errs on a real Pi is not known here. "
+               if r.get("xnnpack_fallback") else "")
+            + "Emulated timings mean nothing, so none are given. The wheels pip chose there:",
             "", table(["package", "wheel"], rows), "",
             f"**Estimate, not a measurement**: one utterance is one embedding pass over "
             f"{f.window_frames} mel frames, {macs / 1e6:.0f} M multiply-accumulates (the head "
