@@ -215,9 +215,14 @@ class MqttPublisher:
                 del self._pending[mid]
         if not stale:
             return
-        with client._out_message_mutex:
-            for mid in stale:
-                client._out_messages.pop(mid, None)
+        try:
+            with client._out_message_mutex:
+                for mid in stale:
+                    client._out_messages.pop(mid, None)
+        except AttributeError:  # another paho version: say so rather than publish late
+            log.error("MQTT: cannot withdraw %d stale digit(s) from this paho-mqtt version; "
+                      "they may arrive late", len(stale))
+            return
         self.expired += len(stale)
         log.warning("MQTT: %d digit(s) older than %g s dropped, never published (%d so far)",
                     len(stale), self.settings.max_age_s, self.expired)

@@ -9,9 +9,12 @@ a door lock must not act on "4_7" when someone said "four, uh, seven" or "four d
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .pipeline import Event, wall_time
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class NumberGrouper:
         if self.words and not speaking and now - self.words[-1].end > self.gap:
             return self._close(now)
         return []
+
+    def drop(self, why: str) -> None:
+        """Forget the number being said, never emitting part of it."""
+        if any(w.digit is not None for w in self.words):
+            log.warning("a number being said was dropped: %s", why)
+        self.words, self.spoiled = [], None
 
     def finish(self, now: float) -> list[NumberEvent]:
         return self._close(now) if self.words else []

@@ -54,6 +54,8 @@ class StreamLoop:
         for block in source:
             if block.gap:
                 recognizer.reset()
+                if numbers is not None:  # the rest of it may have been said unheard
+                    numbers.drop("the input was lost while it was said")
             events = recognizer.feed(block.samples, block.arrival)
             if numbers is not None:
                 events = numbers.feed(events, clock.seconds, clock.triggered)

@@ -43,6 +43,10 @@ def test_grouping_rules():
     assert "not a digit" in rejected.reason
     # words that are not digits with no digit around them are no number at all
     assert g.feed([word(None, 0.0, 0.5, "too long")], 0.6) + g.finish(5.0) == []
+    # a lost microphone drops the number being said: its rest may have gone unheard
+    g.feed([word(4, 0.0, 0.4), word(2, 0.6, 1.0)], now=1.1)
+    g.drop("the input was lost")
+    assert g.finish(9.0) == []
     # a pause longer than the gap between two words ends the first number
     (first,) = g.feed([word(3, 0.0, 0.4), word(8, 2.0, 2.4)], now=2.5)
     assert first.number == "3" and g.finish(3.0)[0].number == "8"
