@@ -33,6 +33,7 @@ from digitd import __version__  # noqa: E402
 
 from .config import (  # noqa: E402
     DEMO,
+    LEVEL,
     LISTEN,
     RECOGNIZE,
     WYOMING,
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("level", help="show the input level, to set up a microphone")
     p.add_argument("--seconds", type=float, default=0,
                    help="stop after this long (default: until Ctrl-C)")
-    add_options(p, LISTEN)
+    add_options(p, LEVEL)
     p.set_defaults(func=cmd_level)
 
     p = sub.add_parser("devices", help="list audio input devices")

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from .segmenter import SegmenterSettings
 
-LISTEN, RECOGNIZE, DEMO, WYOMING = "listen", "recognize", "demo", "wyoming"
+LISTEN, RECOGNIZE, DEMO, WYOMING, LEVEL = "listen", "recognize", "demo", "wyoming", "level"
+SOURCES = (LISTEN, LEVEL)  # the commands that open a microphone or stdin
 STREAMING = (LISTEN, RECOGNIZE, DEMO)  # the commands with outputs of their own
 RECOGNIZING = (*STREAMING, WYOMING)  # every command that runs the model
 SYSTEM_CONFIG = Path("/etc/digitd/config.toml")
@@ -139,7 +140,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("verbose", "--verbose", bool, False,
            "also print rejected segments (digit null, or '-' in text)"),
     Option("log_level", "--log-level", str, "INFO", "what goes to stderr (journald)",
-           commands=(*RECOGNIZING, "devices"),
+           commands=(*RECOGNIZING, LEVEL, "devices"),
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     # rejection: the model's calibrated limits unless set
     Option("rejection.max_unknown", "--max-unknown", float, None,
@@ -152,15 +153,15 @@ OPTIONS: tuple[Option, ...] = (
            example=0.5, commands=RECOGNIZING),
     # audio source: listen only
     Option("audio.device", "--device", str, "", "input device index or name substring "
-           "(empty: the system default)", commands=(LISTEN,), example="USB"),
+           "(empty: the system default)", commands=SOURCES, example="USB"),
     Option("audio.block_ms", "--block-ms", int, 40, "microphone block size in ms: 20 costs "
-           "about twice the CPU while listening for ~10 ms less latency", commands=(LISTEN,),
+           "about twice the CPU while listening for ~10 ms less latency", commands=SOURCES,
            low=5, high=200),
     Option("audio.input", "--input", str, "", "'-': read raw s16le PCM from stdin instead of a "
-           "microphone", commands=(LISTEN,), choices=("", "-")),
-    Option("audio.rate", "--rate", int, 16000, "sample rate of stdin PCM", commands=(LISTEN,),
+           "microphone", commands=SOURCES, choices=("", "-")),
+    Option("audio.rate", "--rate", int, 16000, "sample rate of stdin PCM", commands=SOURCES,
            low=4000, high=384000),
-    Option("audio.channels", "--channels", int, 1, "channels of stdin PCM", commands=(LISTEN,),
+    Option("audio.channels", "--channels", int, 1, "channels of stdin PCM", commands=SOURCES,
            low=1, high=32),
     # segmentation
     Option("vad.aggressiveness", "--vad-aggressiveness", int, _SEG.aggressiveness,
