@@ -2,7 +2,8 @@
 
 The embedding network is frozen (its weights are Google's); only the head learns. Every
 rendered copy of every training clip is one example; the loss weighs "not a digit" against
-the ten digits by TrainConfig.unknown_share, whatever the counts.
+the ten digits by TrainConfig.unknown_share, whatever the counts. TrainConfig.heads heads
+are trained from different seeds and shipped averaged.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+from dataclasses import replace
 
 import numpy as np
 
 from .config import TrainConfig
-from .models import build_head
+from .models import average_heads, build_head
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,15 @@ def example_weights(y: np.ndarray, corpora: np.ndarray, unknown: int, cfg: Train
 
 def train_head(x: np.ndarray, y: np.ndarray, corpora: np.ndarray, n_classes: int,
                cfg: TrainConfig, desc: str = "head"):
-    """x (n, embeddings, 96), y (n,) class indices, the corpus of each -> a Keras head."""
+    """x (n, embeddings, 96), y (n,) class indices, the corpus of each -> one Keras network:
+    cfg.heads heads, each from its own seed, their probabilities averaged."""
+    heads = [_train_one(x, y, corpora, n_classes, replace(cfg, seed=cfg.seed + 101 * k),
+                        f"{desc}/{k}") for k in range(cfg.heads)]
+    return average_heads(heads, x.shape[1], x.shape[2])
+
+
+def _train_one(x: np.ndarray, y: np.ndarray, corpora: np.ndarray, n_classes: int,
+               cfg: TrainConfig, desc: str):
     import keras
     from tqdm.keras import TqdmCallback
 
