@@ -246,8 +246,7 @@ def wyoming_server(clips: list[np.ndarray], rate: int) -> dict:
         answers = asyncio.run(all_clips())
         cpu1, peak = proc_stat(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        _stop(proc)  # SIGTERM, then SIGKILL after 10 s: never left running
     latencies = [ms for ms, _ in answers]
     seconds = sum(c.size for c in clips) / rate
     return {"requests": len(clips), "transcripts": [t for _, t in answers],

@@ -83,21 +83,23 @@ class Soak:
             time.sleep(0.2)
 
     def close(self) -> list[dict]:
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        self.sub.close()
-        self.broker.stop()
-        self.pulse.stop()
+        try:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+            self.sub.close()
+        finally:
+            self.broker.stop()
+            self.pulse.stop()
         return [json.loads(line) for line in self.out.read_text().splitlines()
                 if line.startswith("{")]
 
 
-def run(minutes: float, data: Path, workdir: Path, seed: int = 0) -> dict:
-    fsdd = material.load_fsdd(data, per_digit=5)
-    waves, digits = [w.astype(np.float64) for w in fsdd.waves], fsdd.digits
-    rng = np.random.default_rng(seed)
-    chunks = max(1, int(round(minutes * 60 / CHUNK_SECONDS)))
-    soak = Soak(workdir)
+def _play(soak: Soak, chunks: int, waves: list, digits: list, rng: np.random.Generator
+          ) -> tuple[list[int], float, float, dict]:
+    """The chunks in real time, with the microphone unplugged and the broker killed."""
     time.sleep(3)  # model loaded, stream open
     rss_start = proc_stat(soak.daemon.pid)[1] / 2**20
     cpu_start = proc_stat(soak.daemon.pid)[0]
@@ -118,9 +120,21 @@ def run(minutes: float, data: Path, workdir: Path, seed: int = 0) -> dict:
         said += words
         print(f"[{time.monotonic() - started:5.0f} s] chunk {k + 1}/{chunks}", file=sys.stderr)
     time.sleep(2)
-    cpu_end, rss_end = proc_stat(soak.daemon.pid)
-    delivered = soak.sub.on("soak/digit")
-    rows = soak.close()
+    return said, cpu_start, rss_start, events
+
+
+def run(minutes: float, data: Path, workdir: Path, seed: int = 0) -> dict:
+    fsdd = material.load_fsdd(data, per_digit=5)
+    waves, digits = [w.astype(np.float64) for w in fsdd.waves], fsdd.digits
+    rng = np.random.default_rng(seed)
+    chunks = max(1, int(round(minutes * 60 / CHUNK_SECONDS)))
+    soak = Soak(workdir)
+    try:
+        said, cpu_start, rss_start, events = _play(soak, chunks, waves, digits, rng)
+        cpu_end, rss_end = proc_stat(soak.daemon.pid)
+        delivered = soak.sub.on("soak/digit")
+    finally:  # the daemon, the broker and PulseAudio go, whatever happened
+        rows = soak.close()
     emitted = [r["digit"] for r in rows if r.get("digit") is not None]
     counts = align(said, emitted)
     log = soak.log.read_text()
