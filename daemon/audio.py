@@ -39,11 +39,12 @@ def change_speed(samples: np.ndarray, factor: float, rate: int) -> np.ndarray:
 MAX_RATE = 768_000  # a header claiming more is corrupt, not audio
 
 
-def pcm_to_mono(data: bytes, width: int, channels: int) -> np.ndarray:
+def pcm_to_mono(data: bytes, width: int, channels: int) -> tuple[np.ndarray, bytes]:
     """Interleaved little-endian PCM (width 1: unsigned 8-bit; 2, 3, 4: signed) -> mono
-    float32 in [-1, 1]. Whole frames only: the caller keeps the remainder for later."""
-    frame = width * channels
-    data = data[: len(data) - len(data) % frame]
+    float32 in [-1, 1] of its whole frames, and the bytes of a partial last frame, which
+    the caller puts before the next chunk."""
+    whole = len(data) - len(data) % (width * channels)
+    data, rest = data[:whole], data[whole:]
     if width == 1:
         x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 3:
@@ -53,7 +54,7 @@ def pcm_to_mono(data: bytes, width: int, channels: int) -> np.ndarray:
         x = np.frombuffer(data, dtype=f"<i{width}").astype(np.float32) / 2 ** (8 * width - 1)
     else:
         raise AudioError(f"unsupported sample width {width} bytes (1-4)")
-    return to_mono(x.reshape(-1, channels))
+    return to_mono(x.reshape(-1, channels)), rest
 
 
 class StreamResampler:

@@ -142,11 +142,10 @@ def load_interpreter(model_path: Path, num_threads: int = 1,
                 ) from exc
     if not Path(model_path).is_file():
         raise ModelError(f"model file not found: {model_path}")
-    options = {} if delegates else {"experimental_op_resolver_type": getattr(
-        runtime, "OpResolverType", None) or runtime.experimental.OpResolverType}
-    if options:
-        options["experimental_op_resolver_type"] = (
-            options["experimental_op_resolver_type"].BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    options = {}
+    if not delegates:  # LiteRT and tflite_runtime name it at the top, TF under experimental
+        resolver = getattr(runtime, "OpResolverType", None) or runtime.experimental.OpResolverType
+        options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         interpreter = runtime.Interpreter(model_path=str(model_path), num_threads=num_threads,
                                           **options)
@@ -239,24 +238,22 @@ class DigitClassifier:
             self.model_path = self.model_path.with_name(MODEL_FILENAME)
         self.metadata = ModelMetadata.load(self.model_path)
         self.rejection = self.metadata.rejection  # settings may replace it (cli)
-        f = self.metadata.features
-        folder = self.model_path.parent
-        self.embed = Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
-                           num_threads)
-        self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
-                          num_threads)
+        self._load_stages(num_threads, delegates=True)
         expected = self.metadata.raw.get("probe")
         if expected is not None and not self._probe_agrees(expected):
             log.warning("the TFLite runtime's XNNPACK kernels computed the model wrongly on "
                         "this machine; using its built-in kernels instead")
-            self.embed, self.head = (
-                Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
-                      num_threads, delegates=False),
-                Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
-                      num_threads, delegates=False))
+            self._load_stages(num_threads, delegates=False)
             if not self._probe_agrees(expected):
                 raise ModelError(f"{self.model_path}: the TFLite runtime computes this model "
                                  "wrongly on this machine, with or without XNNPACK")
+
+    def _load_stages(self, num_threads: int, delegates: bool) -> None:
+        f, folder = self.metadata.features, self.model_path.parent
+        self.embed = Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
+                           num_threads, delegates)
+        self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
+                          num_threads, delegates)
 
     def probe(self) -> dict[str, list]:
         """Both stages' outputs on the bundled sample: export stores them in the metadata."""

@@ -46,14 +46,11 @@ class StdoutSink:
     def __init__(self, fmt: str, verbose: bool, stream: TextIO | None = None) -> None:
         self.fmt, self.verbose = fmt, verbose
         self.stream = sys.stdout if stream is None else stream
-        self.digits = 0
 
     def __call__(self, events: Iterable, file: str | None = None) -> None:
         for event in events:
             if event.digit is None and not self.verbose:
                 continue
-            if event.digit is not None:
-                self.digits += 1
             self.line(json.dumps(event.row(file)) if self.fmt == "jsonl" else event.text())
 
     def line(self, text: str) -> None:
@@ -86,7 +83,6 @@ class Fanout:
 
     def __init__(self, sinks: list[Any]) -> None:
         self.sinks = list(sinks)
-        self.failed: list[str] = []
 
     def __call__(self, events: list, file: str | None = None) -> None:
         if not events:
@@ -103,8 +99,6 @@ class Fanout:
         gone = isinstance(exc, BrokenPipeError)
         if isinstance(sink, StdoutSink) and sink.stream is sys.__stdout__:
             _silence_stdout()
-        if not gone:
-            self.failed.append(name)
         if self.sinks:
             log.error("output %s %s; the other outputs (%s) go on", name,
                       "closed by its reader" if gone else f"failed: {describe_failure(exc)}",

@@ -68,9 +68,8 @@ class RawPcmSource:
             chunk = self.stream.read(self.block_bytes)
             if not chunk:
                 break
-            data = leftover + chunk
-            leftover = data[len(data) - len(data) % (2 * self.channels):]
-            yield Block(self.resample(pcm_to_mono(data, 2, self.channels)), time.monotonic())
+            mono, leftover = pcm_to_mono(leftover + chunk, 2, self.channels)
+            yield Block(self.resample(mono), time.monotonic())
         yield Block(self.resample(np.zeros(0, np.float32), last=True), time.monotonic())
 
 

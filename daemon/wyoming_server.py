@@ -84,14 +84,12 @@ class Transcription:
     leftover: bytes = b""
 
     def feed(self, audio: bytes, last: bool = False) -> None:
-        data = self.leftover + audio
-        frame = self.width * self.channels
-        self.leftover = data[len(data) - len(data) % frame:]
         if self.seconds >= MAX_SECONDS and not last:
+            self.leftover = b""  # past the cap: read and ignored
             return
-        samples = self.resampler(pcm_to_mono(data, self.width, self.channels), last=last)
-        self.seconds += len(data) // frame / self.rate
-        events = self.recognizer.feed(samples)
+        mono, self.leftover = pcm_to_mono(self.leftover + audio, self.width, self.channels)
+        self.seconds += mono.size / self.rate
+        events = self.recognizer.feed(self.resampler(mono, last=last))
         if last:
             events += self.recognizer.finish()
         self.digits += [e.digit for e in events if e.digit is not None]
