@@ -5,6 +5,8 @@ follow each other within `gap` seconds form one number, emitted when `gap` has p
 the last word: "four two seven", a pause, -> 427. A rejected word inside a number (not a
 digit, unsure, too long) rejects the whole number instead of emitting the digits around it:
 a door lock must not act on "4_7" when someone said "four, uh, seven" or "four dog seven".
+Inside means between two digits: a cough or a word just before or after a number leaves it
+as it was said.
 """
 
 from __future__ import annotations
@@ -66,10 +68,12 @@ class NumberGrouper:
             if self.words and event.start - self.words[-1].end > self.gap:
                 out += self._close(now)
             if event.digit is None:
-                if self.words:  # a word that is not a digit inside a number rejects it
-                    self.spoiled = self.spoiled or f"'{event.reason or 'not a digit'}' inside"
+                if self.words:  # inside the number if a digit follows it
                     self.words.append(event)
                 continue
+            rejected = [w for w in self.words if w.digit is None]
+            if rejected and not self.spoiled:  # a word that is not a digit inside rejects it
+                self.spoiled = f"'{rejected[0].reason or 'not a digit'}' inside"
             self.words.append(event)
             if len([w for w in self.words if w.digit is not None]) > self.max_digits:
                 self.spoiled = f"more than {self.max_digits} digits"
@@ -97,7 +101,7 @@ class NumberGrouper:
         digits = tuple(int(w.digit) for w in words if w.digit is not None)
         if not digits:
             return []
-        last = words[-1]
+        last = [w for w in words if w.digit is not None][-1]
         latency = (now - last.end) * 1000  # the pause that closed it, as heard
         confidence = min(w.confidence for w in words if w.digit is not None)
         number = None if spoiled else "".join(map(str, digits))

@@ -41,6 +41,11 @@ def test_grouping_rules():
     (rejected,) = g.feed([], now=2.7)
     assert rejected.number is None and rejected.digits == (1, 7)
     assert "not a digit" in rejected.reason
+    # before or after a number, a cough or a word leaves it as it was said
+    g.feed([word(None, 0.0, 0.3, "not a digit"), word(4, 0.5, 0.9), word(2, 1.0, 1.4),
+            word(None, 1.5, 1.8, "not a digit")], 1.9)
+    (kept,) = g.feed([], now=2.9)
+    assert kept.number == "42" and kept.end == 1.4
     # words that are not digits with no digit around them are no number at all
     assert g.feed([word(None, 0.0, 0.5, "too long")], 0.6) + g.finish(5.0) == []
     # a lost microphone drops the number being said: its rest may have gone unheard
