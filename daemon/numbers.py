@@ -5,8 +5,9 @@ follow each other within `gap` seconds form one number, emitted when `gap` has p
 the last word: "four two seven", a pause, -> 427. A rejected word inside a number (not a
 digit, unsure, too long) rejects the whole number instead of emitting the digits around it:
 a door lock must not act on "4_7" when someone said "four, uh, seven" or "four dog seven".
-Inside means between two digits: a cough or a word just before or after a number leaves it
-as it was said.
+Inside means between two digits, or next to one for a word the model leaned to take for a
+digit (unsure, too long): it may have been part of the number. A cough or a word that is
+clearly no digit just before or after a number leaves it as it was said.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .pipeline import Event, wall_time
+from .pipeline import NOT_A_DIGIT, Event, wall_time
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,12 @@ class NumberGrouper:
             if self.words and event.start - self.words[-1].end > self.gap:
                 out += self._close(now)
             if event.digit is None:
-                if self.words:  # inside the number if a digit follows it
-                    self.words.append(event)
+                if self.words or event.reason != NOT_A_DIGIT:
+                    self.words.append(event)  # spoils the number if a digit follows
                 continue
             rejected = [w for w in self.words if w.digit is None]
             if rejected and not self.spoiled:  # a word that is not a digit inside rejects it
-                self.spoiled = f"'{rejected[0].reason or 'not a digit'}' inside"
+                self.spoiled = f"'{rejected[0].reason or NOT_A_DIGIT}' among its words"
             self.words.append(event)
             if len([w for w in self.words if w.digit is not None]) > self.max_digits:
                 self.spoiled = f"more than {self.max_digits} digits"
@@ -101,6 +102,10 @@ class NumberGrouper:
         digits = tuple(int(w.digit) for w in words if w.digit is not None)
         if not digits:
             return []
+        after = words[max(i for i, w in enumerate(words) if w.digit is not None) + 1 :]
+        maybe_digit = [w for w in after if w.reason != NOT_A_DIGIT]
+        if maybe_digit and not spoiled:
+            spoiled = f"'{maybe_digit[0].reason}' next to it"
         last = [w for w in words if w.digit is not None][-1]
         latency = (now - last.end) * 1000  # the pause that closed it, as heard
         confidence = min(w.confidence for w in words if w.digit is not None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import FeatureConfig, check_waveform, frame_db, noise_floor, trim_silence
-from .model import DigitClassifier, Prediction
+from .model import UNKNOWN_LABEL, DigitClassifier, Prediction, StringReading
 from .segmenter import Segment, SegmenterSettings, VadSegmenter
 
 
@@ -27,7 +27,7 @@ class Event:
     start: float  # seconds of stream time
     end: float  # end of speech (the hangover after it excluded)
     latency_ms: float  # end of speech -> this event, as far as this process can see
-    reason: str | None = None  # why rejected: "not a digit", "too long"
+    reason: str | None = None  # why rejected: NOT_A_DIGIT, UNSURE, TOO_LONG
 
     def to_json(self) -> dict:
         out = {"digit": self.digit, "confidence": round(self.confidence, 4),
@@ -51,7 +51,12 @@ def wall_time() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+NOT_A_DIGIT = "not a digit"  # the model is sure it heard no digit: a word, a noise
+UNSURE = "unsure"  # it leaned to a digit, or read digits among other words
+TOO_LONG = "too long"
+
 WORD_SECONDS = 1.0  # longer gap-free speech in a segment is not one digit
+STRING_MIN_SECONDS = 0.55  # shorter speech is one word (or none): the strings stage skips it
 
 
 def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
@@ -147,16 +152,38 @@ class StreamRecognizer:
             return ((time.monotonic() - self._last_arrival) + behind / rate + hangover) * 1000
 
         def event(prediction: Prediction) -> Event:
+            reason = (None if prediction.digit is not None else
+                      NOT_A_DIGIT if prediction.label == UNKNOWN_LABEL else UNSURE)
             return Event(prediction.digit, prediction.confidence, segment.start,
-                         segment.speech_end, latency(),
-                         None if prediction.digit is not None else "not a digit")
+                         segment.speech_end, latency(), reason)
 
         if segment.truncated:
-            return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
-        floor, parts = words(segment.samples, self.features)
+            return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
+        x = check_waveform(segment.samples)
+        floor, speech = noise_floor(x, self.features), trim_silence(x, self.features)
+        reading = (self.classifier.read_string(speech, floor)
+                   if speech.size > STRING_MIN_SECONDS * rate else None)
+        if reading is not None and len(reading.tokens) > 1:
+            return self._string_events(reading, segment, latency())
+        parts = split_on_dips(speech, self.features)
         if parts is None:
-            return [Event(None, 0.0, segment.start, segment.speech_end, latency(), "too long")]
+            return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         # Each word as a file of it is recognized (the path the evaluation measures): trimmed,
         # in quiet padding, ending tail_seconds before its window's end. One network pass
         # embeds the whole window at once, its time convolutions shared by all 16 vectors.
         return [event(self.classifier.classify_word(part, floor)) for part in parts]
+
+    def _string_events(self, reading: StringReading, segment: Segment, latency: float
+                       ) -> list[Event]:
+        """Several words read at once by the strings stage: one event per digit, in order,
+        their times shared out evenly over the speech (the stage knows order, not edges).
+        Digits among other words, or one read unsurely, reject all of it: printing the
+        rest would print a number nobody said."""
+        digits = reading.digits(self.classifier.string_min_confidence)
+        if None in digits:
+            said_digits = any(t != UNKNOWN_LABEL for t in reading.tokens)
+            return [Event(None, min(reading.confidences), segment.start, segment.speech_end,
+                          latency, UNSURE if said_digits else NOT_A_DIGIT)]
+        step = (segment.speech_end - segment.start) / len(digits)
+        return [Event(d, c, segment.start + k * step, segment.start + (k + 1) * step, latency)
+                for k, (d, c) in enumerate(zip(digits, reading.confidences, strict=True))]

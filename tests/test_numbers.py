@@ -46,6 +46,12 @@ def test_grouping_rules():
             word(None, 1.5, 1.8, "not a digit")], 1.9)
     (kept,) = g.feed([], now=2.9)
     assert kept.number == "42" and kept.end == 1.4
+    # ...but a word the model leaned to take for a digit may have been one: no number
+    g.feed([word(4, 0.5, 0.9), word(2, 1.0, 1.4), word(None, 1.5, 1.8, "unsure")], 1.9)
+    (unsure,) = g.feed([], now=2.9)
+    assert unsure.number is None and "unsure" in unsure.reason
+    g.feed([word(None, 0.0, 0.3, "too long"), word(4, 0.5, 0.9)], 1.0)
+    assert g.feed([], now=2.0)[0].number is None
     # words that are not digits with no digit around them are no number at all
     assert g.feed([word(None, 0.0, 0.5, "too long")], 0.6) + g.finish(5.0) == []
     # a lost microphone drops the number being said: its rest may have gone unheard
