@@ -28,12 +28,15 @@ class Digitd:
     name = "digitd"
 
     def __init__(self, model: Path | None = None, segmenter=None,
-                 block_ms: int | None = None) -> None:
-        """`segmenter` (SegmenterSettings) and `block_ms`: the daemon's defaults if None."""
+                 block_ms: int | None = None, strings: bool = True) -> None:
+        """`segmenter` (SegmenterSettings) and `block_ms`: the daemon's defaults if None.
+        `strings` False leaves the model's strings stage out: one digit per word."""
         from digitd.daemon.config import BY_KEY
         from digitd.daemon.model import DigitClassifier
 
         self.classifier = DigitClassifier(model)
+        if not strings:
+            self.classifier.strings = None
         self.rate = self.classifier.features.sample_rate
         self.segmenter = segmenter
         self.block_ms = block_ms or BY_KEY["audio.block_ms"].default

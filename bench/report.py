@@ -418,6 +418,52 @@ def streaming_section(results: dict, files: dict[str, str], rel: str) -> list[st
     return parts
 
 
+def strings_section(results: dict) -> list[str]:
+    """Numbers said by voices no training heard, with and without pauses."""
+    if "strings" not in results:
+        return []
+    st = results["strings"]
+    names = [n for n in ("digitd", "digitd, one digit per word", "pocketsphinx") if n in st]
+    parts = ["## Digit strings", "",
+             f"Numbers of 3-6 digits, {st['per_cell']} per source, gap and SNR, each its own "
+             "short stream (0.8 s of noise, the words, 1.6 s of noise; pink noise or "
+             "babble), through `--numbers` (1 s number gap). Sources: Speech Commands "
+             "speakers the strings stage never trained on (a string mixes several of them), "
+             "the unseen TTS voices (their digits joined, and \"fluent\": the voice says the "
+             "whole string at once) and Allison Smith's recorded digits. A string is right "
+             "when exactly one number came out and it is what was said; digit error rate is "
+             "the edit distance of all digits that came out; latency runs from the end of "
+             "the last word to the number line. \"one digit per word\" is digitd without "
+             "its strings stage; pocketsphinx decodes with a JSGF grammar of digit strings.",
+             ""]
+    rows = []
+    for name in names:
+        for key in ("gaps 0-150 ms", "all"):
+            r = st[name][key]
+            rows.append([name, key, pct(r["strings_right"]), pct(r["digit_error_rate"]),
+                         ms(r["latency_p50_ms"]), ms(r["latency_p95_ms"]),
+                         f"{100 * st['cpu_share'][name]:.2f}%"])
+    parts += [table(["", "strings", "right", "digit error rate", "latency p50", "p95",
+                     "CPU"], rows), ""]
+    cells = list(st["digitd"]["cells"])
+    parts += ["Strings right by source, gap and SNR (" + " / ".join(names) + "):", "",
+              table(["source", "gap", "SNR", *names],
+                    [[*cell.split(" | ")[:2], cell.split(" | ")[2] + " dB",
+                      *[pct(st[n]["cells"][cell]["strings_right"]) for n in names]]
+                     for cell in cells]), ""]
+    h = st["harm"]
+    variants = [n for n in ("digitd", "digitd, one digit per word") if n in h]
+    parts += [f"What the strings stage must not spoil: {h['digits']} single digits with "
+              "0.3-1.5 s pauses (the same voices, 20 dB pink noise) and "
+              f"{h['talk_seconds'] / 60:.1f} min of talk with no digit:", "",
+              table(["", "digit error rate", "wrong", "missed", "false positives",
+                     "digits per hour of talk"],
+                    [[n, pct(h[n]["digit_error_rate"]), pct(h[n]["wrong"]),
+                      pct(h[n]["missed"]), str(h[n]["false_positives"]),
+                      f"{h[n]['talk_digits_per_hour']:.0f}"] for n in variants]), ""]
+    return parts
+
+
 def false_accepts_section(results: dict) -> list[str]:
     """Digits emitted per hour of audio that holds none."""
     parts: list[str] = []
@@ -539,6 +585,7 @@ def write(results: dict, out: Path, markdown: Path) -> str:
     parts += voices_section(results)
     parts += streaming_section(results, files, rel)
     parts += false_accepts_section(results)
+    parts += strings_section(results)
     parts += cost_section(results)
     parts += soak_section(out.parent / "soak" / "results.json")
     parts += arm64_section(out.parent / "arm64" / "results.json", results)

@@ -27,7 +27,7 @@ import numpy as np
 from digitd.train.data import Utterances
 from digitd.train.synth import DIGIT_WORDS
 
-from bench import cost, material, report
+from bench import cost, material, report, strings
 from bench.recognizers import Digitd, Pocketsphinx
 from bench.scoring import StreamScore, score_stream
 
@@ -47,12 +47,15 @@ class BenchConfig:
     voices: int | None = None  # unseen TTS voices; None: all 64
     inference_runs: int = 2000
     daemon_seconds: float = 30.0
+    string_snrs: tuple[int, ...] = (20, 10)
+    strings_per_cell: int = 20  # digit strings per source, gap and SNR
 
     @classmethod
     def quick_mode(cls) -> BenchConfig:
         return cls(quick=True, per_digit=4, stream_digits=12, snrs=(20, 5),
                    noises=("pink", "babble"), non_digit_seconds=30.0, voices=6,
-                   inference_runs=200, daemon_seconds=5.0)
+                   inference_runs=200, daemon_seconds=5.0, string_snrs=(20,),
+                   strings_per_cell=2)
 
 
 PEER = "pocketsphinx"
@@ -283,8 +286,9 @@ def previous_peer_results(path: Path, cfg: BenchConfig) -> dict:
 
 def reuse_peer_results(results: dict, previous: dict) -> dict:
     """Put the previous run's pocketsphinx figures into a run that measured digitd alone."""
-    for section in ("isolated", "unseen_voices", "streaming", "false_accepts"):
+    for section in ("isolated", "unseen_voices", "streaming", "false_accepts", "strings"):
         results[section][PEER] = previous[section][PEER]
+    results["strings"]["cpu_share"][PEER] = previous["strings"]["cpu_share"][PEER]
     results["streaming"]["cpu_seconds_per_audio_hour"][PEER] = (
         previous["streaming"]["cpu_seconds_per_audio_hour"][PEER])
     for table in ("model_bytes", "per_utterance_ms", "process"):
@@ -353,6 +357,10 @@ def measure(cfg: BenchConfig, args: argparse.Namespace, out: Path, previous: dic
                                      with_peer=peer is not None)
     step("audio with no digit in it")
     results["false_accepts"] = false_accepts(cfg, args.cache, peer)
+    step("digit strings")
+    results["strings"] = strings.run(cfg.strings_per_cell, cfg.string_snrs, cfg.voices,
+                                     args.cache, peer, cfg.stream_digits,
+                                     cfg.non_digit_seconds)
     step("cost")
     results["cost"] = costs(cfg, fsdd, peer, out)
     results["elapsed_s"] = time.monotonic() - started

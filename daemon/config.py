@@ -181,7 +181,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("vad.min_speech_ms", "--min-speech-ms", int, _SEG.min_speech_ms,
            "segments with less voiced audio are dropped (clicks, breaths)", low=10, high=5000),
     Option("vad.max_segment_ms", "--max-segment-ms", int, _SEG.max_segment_ms,
-           "longer speech is rejected as not a digit", low=100, high=60000),
+           "longer speech is rejected (an 8-digit string said fluently takes ~4 s)",
+           low=100, high=60000),
     Option("vad.floor_margin_db", "--floor-margin-db", float, _SEG.floor_margin_db,
            "a voiced frame must also be this far above the recent noise floor, so babble "
            "and TV are not taken for speech (0: off)", low=0.0, high=60.0),

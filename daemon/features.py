@@ -165,6 +165,30 @@ def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = Non
     return out
 
 
+STRING_LEAD_S = 0.3  # quiet before a string of words, as the segmenter's pre-roll leaves it
+STRING_TAIL_S = 0.3  # and after its last word: the last embedding must hear the word end
+STRING_MULTIPLE = 4  # embeddings per string rounded up to this: few shapes to train on
+
+
+def string_audio(x: np.ndarray, cfg: FeatureConfig, pad_dbfs: float | None = None,
+                 lead: float = STRING_LEAD_S, tail: float = STRING_TAIL_S) -> np.ndarray:
+    """Trimmed speech of any length (a string of digits) -> audio for the strings stage:
+    `lead` seconds of quiet at `pad_dbfs`, the speech, at least `tail` seconds of quiet,
+    lengthened so its embeddings number a multiple of STRING_MULTIPLE."""
+    rate = cfg.sample_rate
+    lead_n, tail_n = int(round(lead * rate)), int(round(tail * rate))
+    frames = 1 + max(0, -(-(lead_n + x.size + tail_n - cfg.n_fft) // cfg.hop_length))
+    n = 1 + max(0, -(-(frames - cfg.embedding_frames) // cfg.embedding_step))
+    n = -(-n // STRING_MULTIPLE) * STRING_MULTIPLE
+    frames = cfg.embedding_frames + cfg.embedding_step * (n - 1)
+    total = cfg.n_fft + cfg.hop_length * (frames - 1)
+    level = cfg.pad_dbfs if pad_dbfs is None else pad_dbfs
+    noise = pad_noise(cfg.window_samples, cfg.pad_dbfs) * 10 ** ((level - cfg.pad_dbfs) / 20)
+    out = np.resize(noise, total)
+    out[lead_n : lead_n + x.size] = x
+    return out
+
+
 @lru_cache(maxsize=4)
 def pad_noise(n: int, dbfs: float) -> np.ndarray:
     """n samples of white noise at dbfs RMS, the same every call."""

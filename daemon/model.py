@@ -4,6 +4,8 @@ rejection rule.
 Two TFLite files, one per stage, described by one metadata JSON (models/digitd.json):
   embedding  76 log-mel frames -> one 96-dim vector (Google's speech_embedding, int8)
   head       head_embeddings consecutive vectors -> probabilities of 0-9 and "unknown"
+  strings    any number of vectors -> per vector, CTC probabilities of "nothing new" (blank),
+             0-9 and "a word that is no digit": digit strings said with no pause (optional)
 The stages are separate so a stream can embed its audio as it arrives (one vector every
 80 ms) and leave only the head for the end of a word. Every setting the runtime needs is read
 from the metadata.
@@ -20,13 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from .features import FeatureConfig, log_mel, n_embeddings, utterance_window, window_mel
+from .features import (
+    FeatureConfig,
+    log_mel,
+    n_embeddings,
+    string_audio,
+    utterance_window,
+    window_mel,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_FILENAME = "digitd.json"
 MODEL_FORMAT = "digitd-model/2"
 UNKNOWN_LABEL = "unknown"
+STRING_TOKENS = ("blank", *(str(d) for d in range(10)), UNKNOWN_LABEL)  # the strings stage's
 
 
 class ModelError(Exception):
@@ -107,6 +117,9 @@ class ModelMetadata:
                                       max_unknown=float(raw["rejection"]["max_unknown"]))
             files = {"embedding": str(raw["files"]["embedding"]),
                      "head": str(raw["files"]["head"])}
+            if raw["files"].get("strings"):
+                files["strings"] = str(raw["files"]["strings"])
+                float(raw["strings"]["min_confidence"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model metadata {path} is incomplete: {exc!r}") from exc
         return cls(labels=labels, features=features, rejection=rejection, files=files, raw=raw)
@@ -254,17 +267,23 @@ class DigitClassifier:
                            num_threads, delegates)
         self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
                           num_threads, delegates)
+        strings = self.metadata.files.get("strings")
+        self.strings = (Stage(folder / strings, (None, 96), num_threads, delegates)
+                        if strings else None)
 
     def probe(self) -> dict[str, list]:
         """Both stages' outputs on the bundled sample: export stores them in the metadata."""
         embeddings = self.embeddings(probe_mel(self.features))
         probabilities = self.head(embeddings[None, -self.features.head_embeddings :])[0]
-        return {"embedding": np.round(embeddings, 4).tolist(),
-                "head": np.round(probabilities, 4).tolist()}
+        out = {"embedding": np.round(embeddings, 4).tolist(),
+               "head": np.round(probabilities, 4).tolist()}
+        if self.strings is not None:
+            out["strings"] = np.round(self.strings(embeddings[None])[0], 4).tolist()
+        return out
 
     def _probe_agrees(self, expected: dict[str, list]) -> bool:
         got = self.probe()
-        for stage in ("embedding", "head"):
+        for stage in got:
             a = np.asarray(got[stage], dtype=np.float32).ravel()
             b = np.asarray(expected.get(stage, []), dtype=np.float32).ravel()
             if a.shape != b.shape:
@@ -303,6 +322,49 @@ class DigitClassifier:
         noise `floor` in dBFS: the path of classify_utterance without doing that again."""
         audio = utterance_window(word, self.features, None, floor)
         return self.classify_embeddings(self.embeddings(log_mel(audio, self.features)))
+
+
+    @property
+    def string_min_confidence(self) -> float:
+        return float(self.metadata.raw["strings"]["min_confidence"])
+
+    def read_string(self, speech: np.ndarray, floor: float) -> StringReading | None:
+        """Trimmed speech of any length -> what the strings stage reads in it (None when the
+        model has no strings stage)."""
+        if self.strings is None:
+            return None
+        audio = string_audio(speech, self.features, floor)
+        return StringReading.of(self.strings(self.embeddings(log_mel(audio, self.features))
+                                             [None])[0])
+
+
+@dataclass(frozen=True)
+class StringReading:
+    """The strings stage's greedy CTC reading: runs of one non-blank token, in order."""
+
+    tokens: tuple[str, ...]  # "0"-"9" or "unknown"
+    confidences: tuple[float, ...]  # each token's highest probability over its run
+    positions: tuple[int, ...]  # the vector where each token peaks
+
+    @classmethod
+    def of(cls, probs: np.ndarray) -> StringReading:
+        best = np.argmax(probs, axis=1)
+        tokens, confidences, positions = [], [], []
+        previous = 0
+        for t, k in enumerate(best):
+            if k != 0 and k != previous:
+                tokens.append(STRING_TOKENS[k])
+                confidences.append(float(probs[t, k]))
+                positions.append(t)
+            elif k != 0 and probs[t, k] > confidences[-1]:
+                confidences[-1], positions[-1] = float(probs[t, k]), t
+            previous = k
+        return cls(tuple(tokens), tuple(confidences), tuple(positions))
+
+    def digits(self, min_confidence: float) -> list[int | None]:
+        """Each token as a digit, None where it is no digit or below min_confidence."""
+        return [int(t) if t != UNKNOWN_LABEL and c >= min_confidence else None
+                for t, c in zip(self.tokens, self.confidences, strict=True)]
 
 
 def decide(probs: np.ndarray, labels: tuple[str, ...], rule: RejectionRule) -> Prediction:

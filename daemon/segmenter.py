@@ -30,7 +30,8 @@ class SegmenterSettings:
     hangover_ms: int = 100  # trailing audio that must be mostly unvoiced to end a segment
     release_ratio: float = 0.9  # share of unvoiced frames in the hangover that ends it
     min_speech_ms: int = 100  # less voiced audio is a click: dropped (FSDD digits: >= 140)
-    max_segment_ms: int = 1800  # longer is closed here and flagged as too long
+    max_segment_ms: int = 5000  # longer is closed here and flagged as too long: an 8-digit
+    # string said fluently fits
     floor_margin_db: float = 6.0  # voiced also needs this much energy over the noise floor
     floor_window_ms: int = 1500  # the floor is the quietest (smoothed) frame in this window
     onset_db: float = 10.0  # a sound this much louder than all of a running segment so far

@@ -73,3 +73,24 @@ def clear_takes(recordings: Path, wanted: list[tuple[int, str]], margin: float =
 def pcm16(samples: np.ndarray) -> bytes:
     """Float samples as raw s16le PCM, what `digitd listen --input -` reads."""
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def said_together(recordings: Path, names: list[str], gap: float = 0.0, rate: int = 16000,
+                  lead: float = 0.5, tail: float = 1.5, seed: int = 0) -> np.ndarray:
+    """FSDD takes with their silence trimmed, `gap` seconds apart (0: no pause at all, as a
+    number said fluently), quiet before and after: float32 at `rate`."""
+    from digitd.daemon.audio import read_audio
+    from digitd.daemon.features import FeatureConfig, trim_silence
+
+    cfg = FeatureConfig()
+    parts: list[np.ndarray] = [np.zeros(int(lead * 16000))]
+    for name in names:
+        word = trim_silence(read_audio(recordings / name, 16000).astype(np.float64), cfg)
+        parts += [word / np.max(np.abs(word)) * 0.5, np.zeros(int(gap * 16000))]
+    x = np.concatenate([*parts, np.zeros(int(tail * 16000))])
+    x = x + np.random.default_rng(seed).normal(0, 1e-3, x.size)
+    if rate != 16000:
+        import soxr
+
+        x = soxr.resample(x, 16000, rate)
+    return x.astype(np.float32)

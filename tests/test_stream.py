@@ -67,17 +67,18 @@ def test_clicks_make_no_segment_and_breaths_no_digit():
 def test_continuous_speech_is_flagged_too_long(recordings):
     from digitd.daemon.audio import read_audio
 
-    # Talking without a pause: words overlapped by 150 ms, 4+ s of unbroken speech.
-    x = np.zeros(RATE * 8, np.float32)
+    # Talking without a pause: words overlapped by 150 ms, longer unbroken speech than
+    # max_segment_ms (which an 8-digit number said fluently fits in).
+    x = np.zeros(RATE * 16, np.float32)
     pos = 8000
-    for name in NAMES * 2:
+    for name in NAMES * 4:
         wave = read_audio(recordings / name, RATE)
         wave = wave / np.max(np.abs(wave)) * 0.3
         x[pos : pos + wave.size] += wave
         pos += wave.size - 2400
     segments = segments_of(x[: pos + RATE], rate=RATE)
     assert segments and all(s.truncated for s in segments)
-    assert sum(s.end - s.start for s in segments) > 3.0
+    assert sum(s.end - s.start for s in segments) > SegmenterSettings().max_segment_ms / 1000
     # However long the talking goes on, the segmenter's state stays bounded.
     seg = VadSegmenter(RATE)
     talk = np.tile(x[8000:pos], 8)  # ~35 s without a pause

@@ -74,6 +74,24 @@ def test_exported_model_runs_in_litert_and_agrees_with_keras(quick_fit, fsdd_dir
 
 
 @pytest.mark.slow
+def test_the_strings_stage_is_exported_and_read_as_keras_reads_it(quick_fit, recordings):
+    from digitd.daemon.features import FeatureConfig
+    from digitd.daemon.model import DigitClassifier
+
+    from .streams import said_together
+
+    meta = json.loads((quick_fit / "model" / "digitd.json").read_text())
+    assert meta["files"]["strings"] == "digitd-strings.tflite"
+    assert meta["strings"]["tokens"] == ["blank", *map(str, range(10)), "unknown"]
+    assert meta["strings"]["int8_agreement"] >= 0.8
+    assert set(meta["strings"]["strings"]) == {"joined", "fluent"}
+    classifier = DigitClassifier(quick_fit / "model" / "digitd.json")
+    speech = said_together(recordings, ["4_jackson_0.wav", "2_theo_0.wav"], lead=0, tail=0)
+    reading = classifier.read_string(speech.astype(np.float64), FeatureConfig().pad_dbfs)
+    assert reading is not None and len(reading.tokens) == len(reading.confidences) <= 8
+
+
+@pytest.mark.slow
 def test_a_second_run_embeds_nothing_again(quick_fit, fsdd_dir, speech_commands):
     from digitd.train.cli import build_parser, load_material, make_config
 

@@ -127,8 +127,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     head_bytes = to_int8_tflite(head, embedded.x[rows[rng.permutation(len(rows))[:400]]]
                                 .astype(np.float32))
     evaluation = report or json.loads((args.reports / "evaluation.json").read_text())
+    strings_stage, strings_settings = fit_strings(material, cfg, args.quick)
     path = write_model(
-        args.output, embedding, head_bytes, LABELS, cfg, rule,
+        args.output, embedding, head_bytes, LABELS, cfg, rule, strings_stage,
+        strings=strings_settings,
         training={"material": material.summary(), "material_sha256": material.fingerprint(),
                   "config": cfg.to_dict()},
         evaluation={k: evaluation[k] for k in ("conditions", "fsdd_speakers",
@@ -136,10 +138,53 @@ def cmd_fit(args: argparse.Namespace) -> int:
         license=("CC BY-SA 4.0 (the head is trained on FSDD, CC BY-SA 4.0, and Speech "
                  "Commands, CC BY 4.0); the embedding network Apache-2.0"),
         attribution=[FSDD_ATTRIBUTION, SPEECH_COMMANDS_ATTRIBUTION, ATTRIBUTION])
-    size = sum((args.output / f).stat().st_size for f in ("digitd-embedding.tflite",
-                                                         "digitd-head.tflite"))
-    print(f"wrote {path} and its two stages ({size} bytes) in {time.time() - started:.0f} s")
+    size = sum((args.output / f).stat().st_size for f in json.loads(path.read_text())
+               ["files"].values())
+    print(f"wrote {path} and its stages ({size} bytes) in {time.time() - started:.0f} s")
     return 0
+
+
+def fit_strings(material, cfg: TrainConfig, quick: bool) -> tuple[bytes, dict]:
+    """The strings stage trained on every string of the material, as int8 TFLite, and its
+    settings for the metadata."""
+    from dataclasses import asdict
+
+    from digitd.daemon.model import STRING_TOKENS
+
+    from .export import strings_tflite
+    from .strings import MAX_TOKENS, StringConfig, embed_strings, quick_strings
+    from .train import train_strings
+
+    scfg = quick_strings() if quick else StringConfig()
+    strings = embed_strings(material, cfg, scfg)
+    net = train_strings(strings, np.ones(len(strings), dtype=bool), len(STRING_TOKENS), scfg,
+                        cfg.seed, MAX_TOKENS)
+    picks = np.random.default_rng(cfg.seed).permutation(len(strings))[:2000]
+    stage = strings_tflite(net, [strings.item(k)[0].astype(np.float32) for k in picks])
+    kinds = {str(k): int(n) for k, n in zip(*np.unique(strings.kinds, return_counts=True),
+                                             strict=True)}
+    return stage, {"tokens": list(STRING_TOKENS), "min_confidence": scfg.min_confidence,
+                   "strings": kinds, "config": asdict(scfg),
+                   "int8_agreement": int8_agreement(net, stage, strings, picks[:300])}
+
+
+def int8_agreement(net, stage: bytes, strings, picks: np.ndarray) -> float:
+    """Share of strings the int8 TFLite stage reads as the float network does."""
+    import tempfile
+
+    from digitd.daemon.model import Stage, StringReading
+
+    from .models import with_softmax
+
+    probabilities = with_softmax(net)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "strings.tflite"
+        path.write_bytes(stage)
+        int8 = Stage(path, (None, 96))
+        same = [StringReading.of(int8(x)[0]).tokens
+                == StringReading.of(np.asarray(probabilities(x))[0]).tokens
+                for x in (strings.item(int(k))[0][None].astype(np.float32) for k in picks)]
+    return float(np.mean(same))
 
 
 def cmd_download(args: argparse.Namespace) -> int:

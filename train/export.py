@@ -1,6 +1,6 @@
 """Keras -> int8 TFLite files and the metadata JSON beside them (the "freeze" stage).
 
-Both stages are converted to full integer (int8 in and out) with representative data from
+Every stage is converted to full integer (int8 in and out) with representative data from
 the training material; the runtime reads each file's scale and zero point and quantizes
 itself. Evaluation compares these files with the float networks on held-out speakers.
 """
@@ -22,6 +22,7 @@ from .embedding import build_embedding
 
 EMBEDDING_FILENAME = "digitd-embedding.tflite"
 HEAD_FILENAME = "digitd-head.tflite"
+STRINGS_FILENAME = "digitd-strings.tflite"
 
 
 def to_int8_tflite(model, representative: np.ndarray) -> bytes:
@@ -46,15 +47,31 @@ def embedding_tflite(mels: np.ndarray) -> bytes:
     return to_int8_tflite(build_embedding(mels.shape[2]), mels[..., None])
 
 
+def strings_tflite(model, representative: list[np.ndarray]) -> bytes:
+    """The strings network (softmax added) over any number of vectors, int8; representative:
+    embedding sequences of strings."""
+    from .models import with_softmax
+
+    lengths = [len(r) for r in representative]
+    n = max(set(lengths), key=lengths.count)  # calibrate on one length: scales do not depend
+    return to_int8_tflite(with_softmax(model),
+                          np.stack([r for r in representative if len(r) == n]))
+
+
 def write_model(out_dir: Path, embedding: bytes, head: bytes, labels: tuple[str, ...],
-                cfg, rule: RejectionRule, **extra: Any) -> Path:
-    """Write both stages and the metadata JSON; returns the JSON's path."""
+                cfg, rule: RejectionRule, strings_stage: bytes | None = None, **extra: Any
+                ) -> Path:
+    """Write the stages and the metadata JSON; returns the JSON's path. With
+    `strings_stage`, extra holds its settings under "strings"."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / EMBEDDING_FILENAME).write_bytes(embedding)
     (out_dir / HEAD_FILENAME).write_bytes(head)
     path = out_dir / MODEL_FILENAME
     files = {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME}
+    if strings_stage is not None:
+        (out_dir / STRINGS_FILENAME).write_bytes(strings_stage)
+        files["strings"] = STRINGS_FILENAME
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra)
     # what both stages give here on a known input: the runtime checks it at every load
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra,

@@ -37,3 +37,31 @@ def average_heads(heads: list, n_embeddings: int, dim: int):
     inputs = keras.Input(shape=(n_embeddings, dim), name="embeddings")
     outputs = keras.layers.Average(name="probabilities")([h(inputs) for h in named])
     return keras.Model(inputs, outputs, name="digit_heads")
+
+
+def build_strings(dim: int, n_tokens: int, width: int = 96, depth: int = 5,
+                  dropout: float = 0.2):
+    """The strings stage: any number of embeddings -> per vector, CTC scores of the blank,
+    0-9 and "a word that is no digit". Same-padded convolutions over time with residual
+    connections: each output hears 1 + 4 * depth vectors, a digit and its neighbours, and
+    the network runs on a string of any length. Logits out: the CTC loss takes them."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(None, dim), name="embeddings")
+    x = layers.BatchNormalization(name="scale")(inputs)
+    x = layers.Conv1D(width, 1, activation="relu", name="project")(x)
+    for k in range(depth):
+        y = layers.Conv1D(width, 5, padding="same", activation="relu", name=f"time{k}")(x)
+        x = layers.Add(name=f"residual{k}")([x, layers.Dropout(dropout)(y)])
+    outputs = layers.Conv1D(n_tokens, 1, name="logits")(x)
+    return keras.Model(inputs, outputs, name="digit_strings")
+
+
+def with_softmax(model):
+    """The trained strings network ending in probabilities, for export."""
+    import keras
+
+    inputs = keras.Input(shape=(None, model.input_shape[-1]), name="embeddings")
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(model(inputs)),
+                       name="digit_strings")

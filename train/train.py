@@ -81,3 +81,71 @@ def _train_one(x: np.ndarray, y: np.ndarray, corpora: np.ndarray, n_classes: int
               batch_size=cfg.batch_size, shuffle=True, verbose=0,
               callbacks=[TqdmCallback(verbose=0, desc=desc, leave=False)])
     return model
+
+
+def ctc_loss(y_true, logits):
+    """CTC over a batch of equally long strings; y_true holds tokens 1.. then 0 padding."""
+    import tensorflow as tf
+
+    labels = tf.cast(y_true, tf.int32)
+    label_length = tf.reduce_sum(tf.cast(labels > 0, tf.int32), axis=1)
+    logit_length = tf.fill([tf.shape(logits)[0]], tf.shape(logits)[1])
+    return tf.nn.ctc_loss(labels=labels, logits=logits, label_length=label_length,
+                          logit_length=logit_length, logits_time_major=False, blank_index=0)
+
+
+def string_batches(strings, keep: np.ndarray, batch_size: int, seed: int, max_tokens: int):
+    """Batches of strings of one length each (features.string_audio makes few lengths),
+    shuffled anew every epoch."""
+    import keras
+
+    lengths = np.diff(strings.offsets)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.on_epoch_end()
+
+        def on_epoch_end(self) -> None:
+            rng = np.random.default_rng([seed, self.epoch])
+            self.epoch += 1
+            self.batches = []
+            for n in np.unique(lengths[keep]):
+                rows = rng.permutation(np.flatnonzero(keep & (lengths == n)))
+                self.batches += [rows[i : i + batch_size]
+                                 for i in range(0, rows.size, batch_size)]
+            rng.shuffle(self.batches)
+
+        def __len__(self) -> int:
+            return len(self.batches)
+
+        def __getitem__(self, i: int):
+            rows = self.batches[i]
+            x = np.stack([strings.item(k)[0] for k in rows]).astype(np.float32)
+            y = np.zeros((rows.size, max_tokens), dtype=np.int32)
+            for j, k in enumerate(rows):
+                tokens = strings.item(k)[1]
+                y[j, : tokens.size] = tokens
+            return x, y
+
+    return Batches()
+
+
+def train_strings(strings, keep: np.ndarray, n_tokens: int, scfg, seed: int,
+                  max_tokens: int):
+    """The strings network (logits out) fitted with CTC on the strings `keep` marks."""
+    import keras
+    from tqdm.keras import TqdmCallback
+
+    from .models import build_strings
+
+    seed_everything(seed)
+    model = build_strings(strings.x.shape[1], n_tokens, scfg.width, scfg.layers, scfg.dropout)
+    data = string_batches(strings, keep, scfg.batch_size, seed, max_tokens)
+    schedule = keras.optimizers.schedules.CosineDecay(scfg.learning_rate,
+                                                      len(data) * scfg.epochs)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
+    model.fit(data, epochs=scfg.epochs, verbose=0,
+              callbacks=[TqdmCallback(verbose=0, desc="strings")])
+    return model
