@@ -426,8 +426,8 @@ def strings_section(results: dict) -> list[str]:
     names = [n for n in ("digitd", "digitd, one digit per word", "pocketsphinx") if n in st]
     parts = ["## Digit strings", "",
              f"Numbers of 3-6 digits, {st['per_cell']} per source, gap and SNR, each its own "
-             "short stream (0.8 s of noise, the words, 1.6 s of noise; pink noise or "
-             "babble), through `--numbers` (1 s number gap). Sources: Speech Commands "
+             "short stream (0.8 s of pink noise, the words, 1.6 s of noise), through "
+             "`--numbers` (1 s number gap). Sources: Speech Commands "
              "speakers the strings stage never trained on (a string mixes several of them), "
              "the unseen TTS voices (their digits joined, and \"fluent\": the voice says the "
              "whole string at once) and Allison Smith's recorded digits. A string is right "

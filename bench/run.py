@@ -48,7 +48,7 @@ class BenchConfig:
     inference_runs: int = 2000
     daemon_seconds: float = 30.0
     string_snrs: tuple[int, ...] = (20, 10)
-    strings_per_cell: int = 20  # digit strings per source, gap and SNR
+    strings_per_cell: int = 12  # digit strings per source, gap and SNR
 
     @classmethod
     def quick_mode(cls) -> BenchConfig:
@@ -278,17 +278,25 @@ def previous_peer_results(path: Path, cfg: BenchConfig) -> dict:
     if not path.is_file():
         raise ValueError(f"--reuse-peer: no earlier results in {path}; run without it once")
     previous = json.loads(path.read_text())
-    if previous.get("config") != json.loads(json.dumps(asdict(cfg))):
+    now, old = json.loads(json.dumps(asdict(cfg))), previous.get("config") or {}
+    strings_only = ("string_snrs", "strings_per_cell")  # only the strings section's audio
+    if ({k: v for k, v in old.items() if k not in strings_only}
+            != {k: v for k, v in now.items() if k not in strings_only}):
         raise ValueError(f"--reuse-peer: {path} was run with another configuration "
                          f"({previous.get('config')}); run without it")
+    if any(old.get(k) != now[k] for k in strings_only):  # its strings are measured afresh
+        previous.get("strings", {}).pop(PEER, None)
     return previous
 
 
 def reuse_peer_results(results: dict, previous: dict) -> dict:
     """Put the previous run's pocketsphinx figures into a run that measured digitd alone."""
-    for section in ("isolated", "unseen_voices", "streaming", "false_accepts", "strings"):
+    for section in ("isolated", "unseen_voices", "streaming", "false_accepts"):
         results[section][PEER] = previous[section][PEER]
-    results["strings"]["cpu_share"][PEER] = previous["strings"]["cpu_share"][PEER]
+    strings_now, strings_before = results.get("strings", {}), previous.get("strings", {})
+    if PEER not in strings_now and PEER in strings_before:
+        strings_now[PEER] = strings_before[PEER]
+        strings_now["cpu_share"][PEER] = strings_before["cpu_share"][PEER]
     results["streaming"]["cpu_seconds_per_audio_hour"][PEER] = (
         previous["streaming"]["cpu_seconds_per_audio_hour"][PEER])
     for table in ("model_bytes", "per_utterance_ms", "process"):
@@ -358,8 +366,11 @@ def measure(cfg: BenchConfig, args: argparse.Namespace, out: Path, previous: dic
     step("audio with no digit in it")
     results["false_accepts"] = false_accepts(cfg, args.cache, peer)
     step("digit strings")
+    # a results file from before the strings section has no pocketsphinx strings to reuse
+    string_peer = peer or (None if previous and PEER in previous.get("strings", {})
+                           else Pocketsphinx())
     results["strings"] = strings.run(cfg.strings_per_cell, cfg.string_snrs, cfg.voices,
-                                     args.cache, peer, cfg.stream_digits,
+                                     args.cache, string_peer, cfg.stream_digits,
                                      cfg.non_digit_seconds)
     step("cost")
     results["cost"] = costs(cfg, fsdd, peer, out)

@@ -1,7 +1,8 @@
 """Digit strings: numbers said by voices no training heard, through `--numbers`.
 
 Each string of 3-6 digits is its own short stream: noise, the words with a fixed gap between
-them (0, 50, 150 or 500 ms; "fluent": a TTS voice says the whole string at once), noise. The
+them (0, 50, 150 or 500 ms; "fluent": a TTS voice says the whole string at once, zero
+sometimes as "oh"), noise. The
 voices: Speech Commands speakers the strings stage never trained on (train.strings.held_out;
 a few digits each, so a string mixes several of them), the benchmark's unseen TTS voices,
 and Allison Smith's recorded digits. Scored per string: the whole number right (exactly one
@@ -51,20 +52,25 @@ def held_out_sc_digits(root=None) -> list[tuple[int, np.ndarray]]:
 
 
 def trimmed(wave: np.ndarray) -> np.ndarray:
-    from digitd.daemon.features import FeatureConfig, trim_silence
+    """The word alone: from 30 dB under its loudest 10 ms to the same at its end, so a
+    string's gaps are the gaps named (Speech Commands' one-second clips keep their room
+    noise under a looser trim, and a 500 ms gap would become a second)."""
+    from digitd.daemon.features import speech_bounds
 
-    return trim_silence(np.asarray(wave, dtype=np.float64), FeatureConfig())
+    x = np.asarray(wave, dtype=np.float64)
+    start, stop = speech_bounds(x, RATE // 100, 30.0, margin_frames=2)
+    return x[start:stop]
 
 
-def in_noise(speech: np.ndarray, snr_db: float, rng: np.random.Generator,
-             babble_pool: list[np.ndarray]) -> tuple[np.ndarray, float]:
+def in_noise(speech: np.ndarray, snr_db: float, rng: np.random.Generator
+             ) -> tuple[np.ndarray, float]:
     """0.8 s of noise, the speech, 1.6 s of noise (past the number gap); the speech at
-    snr_db over pink noise or babble. Returns the samples and where the speech ends."""
+    snr_db over pink noise (babble is the streaming section's: there the segmenter, not the
+    reading of strings, is what it tests). Returns the samples and where the speech ends."""
     lead, tail = int(0.8 * RATE), int(1.6 * RATE)
     speech = speech / np.sqrt(material.active_power(speech) + 1e-20)
     x = np.concatenate([np.zeros(lead), speech, np.zeros(tail)])
-    kind = "pink" if rng.random() < 0.5 else "babble"
-    noisy = x + material.noise(kind, x.size, rng, babble_pool) / np.sqrt(10 ** (snr_db / 10))
+    noisy = x + material.noise("pink", x.size, rng, []) / np.sqrt(10 ** (snr_db / 10))
     return ((0.3 * noisy / np.max(np.abs(noisy))).astype(np.float32),
             (lead + speech.size) / RATE)
 
@@ -90,7 +96,6 @@ def spoken_strings(per_cell: int, snrs: tuple[int, ...], voices: int | None, cac
                "unseen TTS voices": [(DIGIT_WORDS.index(t), w) for t, w in
                                      material.synthesized(unseen, list(DIGIT_WORDS), cache)],
                "Allison (recorded)": material.allison()[0]}
-    babble_pool = material.unseen_speech(voices, cache)
     out = []
     for source, clips in sources.items():
         present = {d for d, _ in clips}
@@ -104,11 +109,12 @@ def spoken_strings(per_cell: int, snrs: tuple[int, ...], voices: int | None, cac
                     digits = [int(d) for d in rng.integers(0, 10, size=int(rng.integers(3, 7)))]
                     if gap == "fluent":
                         voice = unseen[int(rng.integers(len(unseen)))]
-                        text = " ".join(DIGIT_WORDS[d] for d in digits)
+                        text = " ".join("oh" if d == 0 and rng.random() < 0.3 else
+                                        DIGIT_WORDS[d] for d in digits)
                         speech = trimmed(material.synthesized([voice], [text], cache)[0][1])
                     else:
                         speech = joined(clips, digits, float(gap), rng)
-                    samples, end = in_noise(speech, snr, rng, babble_pool)
+                    samples, end = in_noise(speech, snr, rng)
                     label = gap if gap == "fluent" else f"{int(float(gap) * 1000)} ms"
                     out.append(SpokenString(source, label, snr, tuple(digits), samples, end))
     return out

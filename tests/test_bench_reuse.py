@@ -30,6 +30,8 @@ def without_peer(results: dict) -> dict:
     for section in ("isolated", "unseen_voices", "streaming", "false_accepts"):
         del out[section][PEER]
     del out["streaming"]["cpu_seconds_per_audio_hour"][PEER]
+    if PEER in out.get("strings", {}):
+        del out["strings"][PEER], out["strings"]["cpu_share"][PEER]
     for table in ("model_bytes", "per_utterance_ms", "process"):
         for key in [k for k in out["cost"][table] if k.startswith(PEER)]:
             del out["cost"][table][key]
@@ -46,6 +48,8 @@ def test_pocketsphinx_figures_are_carried_over_and_digitd_kept(tmp_path):
     for section in ("isolated", "unseen_voices", "streaming", "false_accepts"):
         assert merged[section][PEER] == previous[section][PEER]
     assert merged["cost"]["process"][PEER] == previous["cost"]["process"][PEER]
+    if "strings" in previous:
+        assert merged["strings"][PEER] == previous["strings"][PEER]
     assert (merged["cost"]["per_utterance_ms"]["pocketsphinx decode"]
             == previous["cost"]["per_utterance_ms"]["pocketsphinx decode"])
     assert merged["unseen_voices"]["digitd"]["digit_accuracy"] == 0.123

@@ -14,7 +14,7 @@ import pytest
 from .daemon import CLI, Daemon
 from .notify_socket import NotifySocket
 from .pulse import PulseServer
-from .streams import build_stream, clear_takes, write_stream
+from .streams import build_stream, clear_takes, said_together, write_stream
 
 WANTED = [(2, "jackson"), (9, "theo"), (4, "nicolas"), (7, "lucas"), (0, "george")]
 PAUSES = [0.8, 0.6, 0.9, 0.7, 0.8]
@@ -73,6 +73,27 @@ def test_listen_numbers_through_pulseaudio(pulse, recordings, names, tmp_path):
     assert code == 0
     assert [r["number"] for r in rows] == ["".join(map(str, stream.digits))], daemon.log()
     assert 1000 <= rows[0]["latency_ms"] < 1000 + 300
+
+
+def test_listen_numbers_said_with_no_pause_through_pulseaudio(pulse, recordings, names,
+                                                              tmp_path):
+    """Four digits run together, no pause between the words: the strings stage reads them
+    through the real device and the number comes out as one line."""
+    import soundfile as sf
+
+    # 2 s of quiet first: an idle null sink's monitor renders its first blocks late
+    samples = said_together(recordings, names[:4], gap=0.0, rate=44100, lead=2.0, tail=2.0)
+    wav = tmp_path / "fluent.wav"
+    sf.write(wav, samples, 44100, subtype="PCM_16")
+    daemon = Daemon("--device", "pulse", "--numbers", env=pulse.env)
+    try:
+        daemon.wait_for_log("listening on", timeout=30)
+        pulse.play(wav)
+        rows = daemon.rows(1, timeout=10)
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    assert [r["number"] for r in rows] == ["".join(n[0] for n in names[:4])], daemon.log()
 
 
 def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tmp_path):

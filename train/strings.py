@@ -69,10 +69,10 @@ class StringConfig:
     width: int = 96
     layers: int = 5  # kernel-5 convolutions: each output hears 21 vectors (1.7 s)
     dropout: float = 0.2
-    epochs: int = 25
+    epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 2e-3
-    min_confidence: float = 0.5  # a token read less surely is no digit
+    min_confidence: float = 0.6  # a string with a token read less surely is rejected
 
 
     def recipe(self) -> dict:
