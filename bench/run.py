@@ -55,7 +55,7 @@ class BenchConfig:
         return cls(quick=True, per_digit=4, stream_digits=12, snrs=(20, 5),
                    noises=("pink", "babble"), non_digit_seconds=30.0, voices=6,
                    inference_runs=200, daemon_seconds=5.0, string_snrs=(20,),
-                   strings_per_cell=2)
+                   strings_per_cell=4)
 
 
 PEER = "pocketsphinx"

@@ -219,3 +219,29 @@ def run(per_cell: int, snrs: tuple[int, ...], voices: int | None, cache, peer,
                      "gaps 0-150 ms": score([strings[i] for i in near],
                                             [outputs[i] for i in near])}
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.strings`: this section alone, larger than the whole benchmark runs
+    it, its results as JSON on stdout (`--no-peer` leaves pocketsphinx out)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench.strings", description=__doc__)
+    parser.add_argument("--per-cell", type=int, default=12)
+    parser.add_argument("--snrs", type=int, nargs="+", default=[20, 10])
+    parser.add_argument("--voices", type=int, default=None, help="unseen TTS voices (all 64)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digitd" / "synth")
+    parser.add_argument("--no-peer", action="store_true")
+    args = parser.parse_args(argv)
+    from bench.recognizers import Pocketsphinx
+
+    peer = None if args.no_peer else Pocketsphinx()
+    print(json.dumps(run(args.per_cell, tuple(args.snrs), args.voices, args.cache, peer),
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

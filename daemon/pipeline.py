@@ -57,6 +57,8 @@ TOO_LONG = "too long"
 
 WORD_SECONDS = 1.0  # longer gap-free speech in a segment is not one digit
 STRING_MIN_SECONDS = 0.55  # shorter speech is one word (or none): the strings stage skips it
+WORDS_MAX_SECONDS = 1.8  # a longer segment the strings stage did not read is not digits: a
+# radio's tones and music, split at their dips, must not reach the one-word classifier
 
 
 def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
@@ -165,6 +167,8 @@ class StreamRecognizer:
                    if speech.size > STRING_MIN_SECONDS * rate else None)
         if reading is not None and len(reading.tokens) > 1:
             return self._string_events(reading, segment, latency())
+        if x.size > WORDS_MAX_SECONDS * rate:
+            return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         parts = split_on_dips(speech, self.features)
         if parts is None:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]

@@ -61,7 +61,7 @@ class StringConfig:
     lengths: tuple[float, ...] = (6, 14, 16, 16, 16, 14, 10, 8)  # weight of 1..8 digits
     with_word: float = 0.13  # share of joined strings with a non-digit word among the digits
     words_only: float = 0.15  # share that are non-digit words only
-    noise_only: float = 0.02
+    noise_only: float = 0.06  # tones, music, noise and clicks, up to a few seconds of them
     gap_s: tuple[float, float] = (-0.08, 0.4)
     lead_s: tuple[float, float] = (0.1, 0.5)  # quiet before: the segmenter's pre-roll varies
     tail_s: tuple[float, float] = (0.15, 0.6)
@@ -176,8 +176,9 @@ def compose(i: int, material: Material, pools: Pools, cfg: StringConfig, f: Feat
     """String i: trimmed clips joined at random gaps, and its tokens."""
     rng = np.random.default_rng([seed, 91, i])
     kind = rng.random()
-    if kind < cfg.noise_only:
-        return check_waveform(material.waves[rng.choice(pools.noise)]), []
+    if kind < cfg.noise_only:  # a radio's tones or music run on: a few sounds in a row
+        picks = [int(rng.choice(pools.noise)) for _ in range(int(rng.integers(1, 4)))]
+        return np.concatenate([check_waveform(material.waves[p]) for p in picks]), []
     if kind < cfg.noise_only + cfg.words_only:
         picks = [int(rng.choice(pools.words)) for _ in range(int(rng.integers(1, 5)))]
         return _join(material, picks, rng, cfg, f), tokens_of([None] * len(picks))
