@@ -168,25 +168,38 @@ def copies_of(label: int, corpus: str, cfg: TrainConfig) -> int:
     return cfg.sc_digit_copies if corpus == "sc" else cfg.digit_copies
 
 
-def render(wave: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
-           pool: list[np.ndarray], clean: bool) -> np.ndarray:
-    """One clip -> one window of audio for the classifier (features.utterance_window)."""
-    f, rate = cfg.features, cfg.features.sample_rate
-    if clean:  # what `recognize --whole` computes
-        return utterance_audio(wave, f)
-    x = trim_silence(check_waveform(wave), f)
+def augment(x: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Trimmed speech as another voice, microphone and room say it: tape speed, a random
+    microphone colouring, reverb, a peak level from far to near."""
+    rate = cfg.features.sample_rate
     x = change_speed(x, rng.uniform(*cfg.speed_range), rate).astype(np.float64)
     if rng.random() < cfg.eq_prob:
         x = random_eq(x, rate, rng)
     if rng.random() < cfg.reverb_prob:
         x = reverberate(x, synthetic_rir(rng.uniform(0.1, 0.8), rate, rng))
-    x = x / (np.max(np.abs(x)) + 1e-12) * 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
-    window = utterance_window(x, f, tail=rng.uniform(*cfg.tail_range))
+    return x / (np.max(np.abs(x)) + 1e-12) * 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
+
+
+def in_room(audio: np.ndarray, speech: np.ndarray, cfg: TrainConfig,
+            rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:
+    """`audio` (the `speech` placed in quiet padding) in a noisy room, bed_prob of the time,
+    at an SNR over the speech drawn from snr_db; clipped to [-1, 1]."""
     if rng.random() < cfg.bed_prob:
-        bed = random_noise(window.size, pool, rng)
-        power = np.mean(x**2) / 10 ** (rng.uniform(*cfg.snr_db) / 10)
-        window = window + bed * np.sqrt(power / (np.mean(bed**2) + 1e-20))
-    return np.clip(window, -1.0, 1.0)
+        bed = random_noise(audio.size, pool, rng)
+        power = np.mean(speech**2) / 10 ** (rng.uniform(*cfg.snr_db) / 10)
+        audio = audio + bed * np.sqrt(power / (np.mean(bed**2) + 1e-20))
+    return np.clip(audio, -1.0, 1.0)
+
+
+def render(wave: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+           pool: list[np.ndarray], clean: bool) -> np.ndarray:
+    """One clip -> one window of audio for the classifier (features.utterance_window)."""
+    f = cfg.features
+    if clean:  # what `recognize --whole` computes
+        return utterance_audio(wave, f)
+    x = augment(trim_silence(check_waveform(wave), f), cfg, rng)
+    return in_room(utterance_window(x, f, tail=rng.uniform(*cfg.tail_range)), x, cfg, rng,
+                   pool)
 
 
 _WORK: tuple[Material, TrainConfig, list[np.ndarray]] | None = None  # for forked workers

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from digitd.daemon.audio import change_speed
 from digitd.daemon.features import (
     FeatureConfig,
     check_waveform,
@@ -40,9 +39,8 @@ from digitd.daemon.features import (
 from digitd.daemon.model import STRING_TOKENS
 
 from . import synth
-from .augment import random_eq, random_noise, reverberate, synthetic_rir
 from .config import TrainConfig
-from .dataset import UNKNOWN, Material
+from .dataset import UNKNOWN, Material, augment, in_room
 
 log = logging.getLogger(__name__)
 
@@ -227,19 +225,10 @@ def render_string(x: np.ndarray, cfg: TrainConfig, scfg: StringConfig,
                   rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:
     """Joined speech -> audio as the daemon hands a segment to the strings stage, augmented
     as the one-word material is."""
-    f, rate = cfg.features, cfg.features.sample_rate
-    x = change_speed(x, rng.uniform(*cfg.speed_range), rate).astype(np.float64)
-    if rng.random() < cfg.eq_prob:
-        x = random_eq(x, rate, rng)
-    if rng.random() < cfg.reverb_prob:
-        x = reverberate(x, synthetic_rir(rng.uniform(0.1, 0.8), rate, rng))
-    x = x / (np.max(np.abs(x)) + 1e-12) * 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
+    f = cfg.features
+    x = augment(x, cfg, rng)
     audio = string_audio(x, f, f.pad_dbfs, rng.uniform(*scfg.lead_s), rng.uniform(*scfg.tail_s))
-    if rng.random() < cfg.bed_prob:
-        bed = random_noise(audio.size, pool, rng)
-        power = np.mean(x**2) / 10 ** (rng.uniform(*cfg.snr_db) / 10)
-        audio = audio + bed * np.sqrt(power / (np.mean(bed**2) + 1e-20))
-    return np.clip(audio, -1.0, 1.0)
+    return in_room(audio, x, cfg, rng, pool)
 
 
 _WORK: tuple | None = None  # for forked workers
@@ -321,8 +310,9 @@ def _embed_all(material: Material, cfg: TrainConfig, scfg: StringConfig) -> Stri
     from .embedding import build_embedding
 
     fluent = fluent_material(cfg, scfg)
-    pool = [material.waves[i] for i in Pools.of(material).words[:2000]]
-    _WORK = (material, Pools.of(material), cfg, scfg, pool, fluent)
+    pools = Pools.of(material)
+    pool = [material.waves[i] for i in pools.words[:2000]]
+    _WORK = (material, pools, cfg, scfg, pool, fluent)
     total = scfg.joined + len(fluent) * scfg.fluent_copies
     model = build_embedding(cfg.features.n_mels)
     vectors: list[np.ndarray | None] = [None] * total
