@@ -87,22 +87,29 @@ def joined(clips: list[tuple[int, np.ndarray]], digits: list[int], gap_s: float,
     return np.concatenate(parts[:-1])
 
 
-def spoken_strings(per_cell: int, snrs: tuple[int, ...], voices: int | None, cache
-                   ) -> list[SpokenString]:
+SC, UNSEEN, ALLISON = ("Speech Commands, held-out speakers", "unseen TTS voices",
+                       "Allison (recorded)")
+
+
+def digit_sources(voices: int | None, cache) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """(digit, clip) of each source of voices the strings stage never heard."""
+    unseen = material.synthesized(material.unseen_voices(voices), list(DIGIT_WORDS), cache)
+    return {SC: held_out_sc_digits(), UNSEEN: [(DIGIT_WORDS.index(t), w) for t, w in unseen],
+            ALLISON: material.allison()[0]}
+
+
+def spoken_strings(sources: dict[str, list[tuple[int, np.ndarray]]], per_cell: int,
+                   snrs: tuple[int, ...], voices: int | None, cache) -> list[SpokenString]:
     """Every source x gap x SNR cell, `per_cell` strings of 3-6 digits each."""
     rng = np.random.default_rng(30)
     unseen = material.unseen_voices(voices)
-    sources = {"Speech Commands, held-out speakers": held_out_sc_digits(),
-               "unseen TTS voices": [(DIGIT_WORDS.index(t), w) for t, w in
-                                     material.synthesized(unseen, list(DIGIT_WORDS), cache)],
-               "Allison (recorded)": material.allison()[0]}
     out = []
     for source, clips in sources.items():
         present = {d for d, _ in clips}
         if present != set(range(10)):
             continue
         for gap in GAPS:
-            if gap == "fluent" and source != "unseen TTS voices":
+            if gap == "fluent" and source != UNSEEN:
                 continue
             for snr in snrs:
                 for _ in range(per_cell):
@@ -165,15 +172,14 @@ def score(strings: list[SpokenString], outputs: list[list[tuple[str | None, floa
             "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None}
 
 
-def without_strings_harm(recognizers: dict, digits: int, talk_seconds: float, voices,
-                         cache) -> dict:
+def without_strings_harm(recognizers: dict, sources: dict, digits: int, talk_seconds: float,
+                         voices: int | None, cache) -> dict:
     """What the strings stage must not spoil: single digits with pauses (the unseen voices'
     and the held-out Speech Commands speakers' digits, 20 dB pink noise) and talk with no
     digit in it, through digitd with and without the stage."""
     from bench.scoring import StreamScore, score_stream
 
-    unseen = material.synthesized(material.unseen_voices(voices), list(DIGIT_WORDS), cache)
-    clips = [(DIGIT_WORDS.index(t), w) for t, w in unseen] + held_out_sc_digits()
+    clips = sources[UNSEEN] + sources[SC]
     speech = material.unseen_speech(voices, cache)
     streams = [material.digit_stream(f"isolated-{k}", [w for _, w in clips],
                                      [d for d, _ in clips], digits, 20, "pink", speech,
@@ -195,12 +201,13 @@ def run(per_cell: int, snrs: tuple[int, ...], voices: int | None, cache, peer,
     """Every recognizer on every string: scores per source, gap and SNR, and overall."""
     from bench.recognizers import Digitd
 
-    strings = spoken_strings(per_cell, snrs, voices, cache)
+    sources = digit_sources(voices, cache)
+    strings = spoken_strings(sources, per_cell, snrs, voices, cache)
     recognizers = {"digitd": Digitd(), "digitd, one digit per word": Digitd(strings=False)}
     out: dict = {"per_cell": per_cell, "snrs": list(snrs), "gaps": [str(g) for g in GAPS],
                  "cpu_share": {},  # CPU seconds per second of the strings' audio
-                 "harm": without_strings_harm(recognizers, isolated_digits, talk_seconds,
-                                              voices, cache)}
+                 "harm": without_strings_harm(recognizers, sources, isolated_digits,
+                                              talk_seconds, voices, cache)}
     seconds = sum(s.samples.size for s in strings) / RATE
     for name, recognizer in (*recognizers.items(), *((("pocketsphinx", peer),) if peer
                                                        else ())):

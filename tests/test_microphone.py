@@ -58,11 +58,9 @@ def test_listen_through_pulseaudio_prints_the_digits_in_order(pulse, recordings,
     assert all(0 <= r["latency_ms"] < 1000 and r["end"] > r["start"] for r in rows)
 
 
-def test_listen_numbers_through_pulseaudio(pulse, recordings, names, tmp_path):
-    """Three digits with short pauses, then silence: one line, the number, within the gap
-    after the last word."""
-    stream = build_stream(recordings, names[:3], [0.4, 0.4, 2.0], rate=44100)
-    wav = write_stream(stream, tmp_path / "number.wav")
+def number_heard(pulse, wav: Path) -> tuple[int | None, list[dict], str]:
+    """`listen --numbers` on the pulse device while `wav` plays: exit status, the first
+    row, the log."""
     daemon = Daemon("--device", "pulse", "--numbers", env=pulse.env)
     try:
         daemon.wait_for_log("listening on", timeout=30)
@@ -70,8 +68,16 @@ def test_listen_numbers_through_pulseaudio(pulse, recordings, names, tmp_path):
         rows = daemon.rows(1, timeout=10)
     finally:
         code = daemon.stop()
+    return code, rows, daemon.log()
+
+
+def test_listen_numbers_through_pulseaudio(pulse, recordings, names, tmp_path):
+    """Three digits with short pauses, then silence: one line, the number, within the gap
+    after the last word."""
+    stream = build_stream(recordings, names[:3], [0.4, 0.4, 2.0], rate=44100)
+    code, rows, log = number_heard(pulse, write_stream(stream, tmp_path / "number.wav"))
     assert code == 0
-    assert [r["number"] for r in rows] == ["".join(map(str, stream.digits))], daemon.log()
+    assert [r["number"] for r in rows] == ["".join(map(str, stream.digits))], log
     assert 1000 <= rows[0]["latency_ms"] < 1000 + 300
 
 
@@ -85,15 +91,9 @@ def test_listen_numbers_said_with_no_pause_through_pulseaudio(pulse, recordings,
     samples = said_together(recordings, names[:4], gap=0.0, rate=44100, lead=2.0, tail=2.0)
     wav = tmp_path / "fluent.wav"
     sf.write(wav, samples, 44100, subtype="PCM_16")
-    daemon = Daemon("--device", "pulse", "--numbers", env=pulse.env)
-    try:
-        daemon.wait_for_log("listening on", timeout=30)
-        pulse.play(wav)
-        rows = daemon.rows(1, timeout=10)
-    finally:
-        code = daemon.stop()
+    code, rows, log = number_heard(pulse, wav)
     assert code == 0
-    assert [r["number"] for r in rows] == ["".join(n[0] for n in names[:4])], daemon.log()
+    assert [r["number"] for r in rows] == ["".join(n[0] for n in names[:4])], log
 
 
 def test_listen_recovers_when_the_device_disappears(pulse, recordings, names, tmp_path):
