@@ -269,13 +269,15 @@ def arm64_section(path: Path, results: dict) -> list[str]:
     """The last `scripts/check-arm64` run, and what a Raspberry Pi would spend."""
     if not path.is_file():
         return []
-    from digitd.daemon.features import FeatureConfig
+    from digitd.daemon.model import ModelMetadata, default_model_path, lead_samples
 
     from bench.cost import embedding_macs
 
     r = json.loads(path.read_text())
-    f = FeatureConfig()
-    macs = embedding_macs(f.window_frames)
+    model = ModelMetadata.load(default_model_path())
+    f = model.features
+    frames = f.window_frames + lead_samples(f, model.phases) // f.hop_length
+    macs = embedding_macs(frames, f.n_mels, model.phases)
     pi4 = macs / MOBILENET_V1_MACS * PI4_MOBILENET_MS
     measured = results["cost"]["per_utterance_ms"][WHOLE]
     rows = [[name, wheel] for name, wheel in r["wheels"].items()]
@@ -295,7 +297,7 @@ def arm64_section(path: Path, results: dict) -> list[str]:
             + "Emulated timings mean nothing, so none are given. The wheels pip chose there:",
             "", table(["package", "wheel"], rows), "",
             f"**Estimate, not a measurement**: one utterance is one embedding pass over "
-            f"{f.window_frames} mel frames, {macs / 1e6:.0f} M multiply-accumulates (the head "
+            f"{frames} mel frames, {macs / 1e6:.0f} M multiply-accumulates (the head "
             "adds under 1 M). MobileNet v1 1.0_224 (569 M) takes about "
             f"{PI4_MOBILENET_MS:.0f} ms on a Pi 4's CPU with TFLite ([source]({PI4_SOURCE})), "
             f"so about {pi4:.0f} ms an utterance on a Pi 4 and {pi4 / PI5_SPEEDUP[1]:.0f}-"

@@ -211,18 +211,18 @@ def digits_per_hour(recognizers, seconds: float, speech: list[np.ndarray]) -> di
 
 
 def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: Path) -> dict:
-    from digitd.daemon.features import log_mel, n_embeddings, window_mel
+    from digitd.daemon.features import log_mel, window_mel
 
     ours = Digitd()
     classifier = ours.classifier
     f = classifier.features
     waves = fsdd.waves[:: max(1, len(fsdd.waves) // 200)]
-    mels = [window_mel(w, f) for w in waves]
-    vectors = [classifier.embeddings(m) for m in mels]
+    mels = [window_mel(w, f, lead=classifier.lead) for w in waves]
+    vectors = [classifier.vectors(m) for m in mels]
+    grids = classifier.metadata.phases
     runs = cfg.inference_runs
     folder = classifier.model_path.parent
     stages = {stage: folder / name for stage, name in classifier.metadata.files.items()}
-    step = f.embedding_step
     out: dict = {
         "model_bytes": {f"digitd {stage} (int8)": path.stat().st_size
                         for stage, path in stages.items()},
@@ -231,17 +231,14 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: P
                 ours.isolated, waves, runs),
             "digitd log-mel features of a window": cost.time_per_call(
                 lambda w: log_mel(w, f), [np.zeros(f.window_samples)], runs),
-            f"digitd embedding, all {f.head_embeddings} of a window in one pass":
-                cost.time_per_call(classifier.embeddings, mels, runs),
+            f"digitd embedding, all {grids} x {f.head_embeddings} of a window in one pass":
+                cost.time_per_call(classifier.vectors, mels, runs),
             "digitd embedding, one vector": cost.time_per_call(
                 classifier.embeddings, [m[: f.embedding_frames] for m in mels], runs),
-            "digitd embedding, a stream's group of 4": cost.time_per_call(
-                classifier.embeddings, [m[: f.embedding_frames + 3 * step] for m in mels],
-                runs),
-            "digitd head": cost.time_per_call(classifier.classify_embeddings, vectors, runs),
+            f"digitd head, on {grids} grid(s)": cost.time_per_call(classifier.classify_vectors,
+                                                                  vectors, runs),
         },
     }
-    assert n_embeddings(f.embedding_frames + 3 * step, f) == 4
     if peer:
         out["per_utterance_ms"]["pocketsphinx decode"] = cost.time_per_call(
             peer.isolated, waves, max(50, runs // 10))

@@ -142,13 +142,14 @@ def noise_floor(x: np.ndarray, cfg: FeatureConfig) -> float:
 
 
 def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-                     pad_dbfs: float | None = None) -> np.ndarray:
+                     pad_dbfs: float | None = None, lead: int = 0) -> np.ndarray:
     """One word -> exactly window_samples of audio, the word ending `tail` seconds (default
     cfg.tail_seconds) before the end, as the end of a VAD segment places it in a stream.
 
     Shorter input is padded before (and after) with the same seeded noise every time, at
     `pad_dbfs` (default cfg.pad_dbfs); longer input keeps the loudest stretch that fits, so
-    a long clip keeps its word instead of its first two seconds.
+    a long clip keeps its word instead of its first two seconds. `lead` samples more come
+    before the window (the model's second embedding grid starts that much earlier).
     """
     w = cfg.window_samples
     tail_samples = int(round((cfg.tail_seconds if tail is None else tail) * cfg.sample_rate))
@@ -160,8 +161,8 @@ def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = Non
         start = int(np.argmax(energy))
         x = x[start : start + room]
     level = cfg.pad_dbfs if pad_dbfs is None else pad_dbfs
-    out = pad_noise(w, cfg.pad_dbfs) * 10 ** ((level - cfg.pad_dbfs) / 20)
-    out[room - x.size : room] = x
+    out = pad_noise(w + lead, cfg.pad_dbfs) * 10 ** ((level - cfg.pad_dbfs) / 20)
+    out[lead + room - x.size : lead + room] = x
     return out
 
 
@@ -295,17 +296,17 @@ def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
 
 
 def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-                    floor: float | None = None) -> np.ndarray:
+                    floor: float | None = None, lead: int = 0) -> np.ndarray:
     """One utterance -> the audio behind the classifier's input (window_samples): trimmed,
     then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail` places
     the word in its window; inference uses the default."""
     x = check_waveform(waveform)
     level = noise_floor(x, cfg) if floor is None else floor
-    return utterance_window(trim_silence(x, cfg), cfg, tail, level)
+    return utterance_window(trim_silence(x, cfg), cfg, tail, level, lead)
 
 
 def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-               floor: float | None = None) -> np.ndarray:
+               floor: float | None = None, lead: int = 0) -> np.ndarray:
     """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels),
     as utterance_audio places it."""
-    return log_mel(utterance_audio(waveform, cfg, tail, floor), cfg)
+    return log_mel(utterance_audio(waveform, cfg, tail, floor, lead), cfg)

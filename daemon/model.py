@@ -2,8 +2,11 @@
 rejection rule.
 
 Two TFLite files, one per stage, described by one metadata JSON (models/digitd.json):
-  embedding  76 log-mel frames -> one 96-dim vector (Google's speech_embedding, int8)
-  head       head_embeddings consecutive vectors -> probabilities of 0-9 and "unknown"
+  embedding  76 log-mel frames -> one 96-dim vector (Google's speech_embedding, int8); with
+             "embedding_phases" 2, one vector every 40 ms: two 80 ms grids, interleaved
+  head       head_embeddings consecutive vectors of one grid -> probabilities of 0-9 and
+             "unknown"; a word's probabilities are the mean over the grids (two looks at
+             the word, 40 ms apart, err less than one)
   strings    any number of vectors -> per vector, CTC probabilities of "nothing new" (blank),
              0-9 and "a word that is no digit": digit strings said with no pause (optional)
 The stages are separate so a stream can embed its audio as it arrives (one vector every
@@ -25,7 +28,6 @@ import numpy as np
 from .features import (
     FeatureConfig,
     log_mel,
-    n_embeddings,
     string_audio,
     utterance_window,
     window_mel,
@@ -94,6 +96,11 @@ class ModelMetadata:
         return self.features.sample_rate
 
     @property
+    def phases(self) -> int:
+        """Embedding grids the embedding stage interleaves (1 or 2), 80 ms // phases apart."""
+        return int(self.raw.get("embedding_phases", 1))
+
+    @property
     def attribution(self) -> list[str]:
         """Who made what the model was trained on, as its licences ask to be credited."""
         return [str(a) for a in self.raw.get("attribution", [])]
@@ -117,6 +124,8 @@ class ModelMetadata:
                                       max_unknown=float(raw["rejection"]["max_unknown"]))
             files = {"embedding": str(raw["files"]["embedding"]),
                      "head": str(raw["files"]["head"])}
+            if int(raw.get("embedding_phases", 1)) not in (1, 2):
+                raise ValueError(f"embedding_phases {raw['embedding_phases']!r}: 1 or 2")
             if raw["files"].get("strings"):
                 files["strings"] = str(raw["files"]["strings"])
                 float(raw["strings"]["min_confidence"])
@@ -238,6 +247,19 @@ def probe_mel(cfg: FeatureConfig) -> np.ndarray:
 PROBE_MIN_COSINE = 0.98  # int8 kernels differ in rounding; a broken one is far below
 
 
+def lead_samples(cfg: FeatureConfig, phases: int) -> int:
+    """Audio before the head's window that the earlier embedding grids read (0 with one)."""
+    return (phases - 1) * cfg.embedding_samples // phases
+
+
+def head_inputs(vectors: np.ndarray, phases: int, cfg: FeatureConfig) -> list[np.ndarray]:
+    """The head's input on each grid of a window's vectors (..., n, 96): the last
+    head_embeddings of every phases-th vector. The last grid is the one training placed
+    words in (it ends at the window's end); the others end 80 ms // phases earlier."""
+    n = cfg.head_embeddings
+    return [vectors[..., p::phases, :][..., -n:, :] for p in range(phases)]
+
+
 class DigitClassifier:
     """Audio -> Prediction with the model's rejection rule. One interpreter per stage.
 
@@ -263,8 +285,8 @@ class DigitClassifier:
 
     def _load_stages(self, num_threads: int, delegates: bool) -> None:
         f, folder = self.metadata.features, self.model_path.parent
-        self.embed = Stage(folder / self.metadata.files["embedding"], (None, f.n_mels, 1),
-                           num_threads, delegates)
+        self.embedding_stage = Stage(folder / self.metadata.files["embedding"],
+                                     (None, f.n_mels, 1), num_threads, delegates)
         self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
                           num_threads, delegates)
         strings = self.metadata.files.get("strings")
@@ -297,31 +319,44 @@ class DigitClassifier:
     def features(self) -> FeatureConfig:
         return self.metadata.features
 
-    def embeddings(self, mel: np.ndarray) -> np.ndarray:
-        """Mel frames -> their embeddings, one every embedding_step frames from the first:
-        (n, 96). One pass: the network's time convolutions are shared by all of them."""
-        f = self.features
-        n = n_embeddings(mel.shape[0], f)
-        if n == 0:
-            return np.zeros((0, 96), dtype=np.float32)
-        frames = f.embedding_frames + f.embedding_step * (n - 1)
-        return self.embed(np.ascontiguousarray(mel[None, :frames, :, None]))[0]
+    @property
+    def lead(self) -> int:
+        return lead_samples(self.features, self.metadata.phases)
 
-    def classify_embeddings(self, embeddings: np.ndarray) -> Prediction:
-        """The last head_embeddings vectors -> one prediction."""
-        probs = self.head(embeddings[None, -self.features.head_embeddings :])[0]
+    def vectors(self, mel: np.ndarray) -> np.ndarray:
+        """Mel frames -> every vector of the embedding stage, one every embedding_step //
+        phases frames from the first: (n, 96). One pass: the network's time convolutions
+        are shared by all of them."""
+        f = self.features
+        step = f.embedding_step // self.metadata.phases
+        if mel.shape[0] < f.embedding_frames:
+            return np.zeros((0, 96), dtype=np.float32)
+        frames = f.embedding_frames + step * ((mel.shape[0] - f.embedding_frames) // step)
+        return self.embedding_stage(np.ascontiguousarray(mel[None, :frames, :, None]))[0]
+
+    def embeddings(self, mel: np.ndarray) -> np.ndarray:
+        """Mel frames -> the embeddings on the 80 ms grid from the first frame (n, 96)."""
+        return self.vectors(mel)[:: self.metadata.phases]
+
+    def classify_vectors(self, vectors: np.ndarray) -> Prediction:
+        """The stage's vectors of a head window (`vectors` of window_mel with `lead`) -> one
+        prediction: the head on each grid, averaged."""
+        f, phases = self.features, self.metadata.phases
+        probs = np.mean([self.head(x[None])[0] for x in head_inputs(vectors, phases, f)],
+                        axis=0)
         return decide(probs, self.metadata.labels, self.rejection)
 
     def classify_utterance(self, waveform: np.ndarray) -> Prediction:
         """A mono waveform at the model rate holding one word (silence around it is fine).
         Raises ValueError on non-finite samples (features.check_waveform)."""
-        return self.classify_embeddings(self.embeddings(window_mel(waveform, self.features)))
+        return self.classify_vectors(self.vectors(window_mel(waveform, self.features,
+                                                             lead=self.lead)))
 
     def classify_word(self, word: np.ndarray, floor: float) -> Prediction:
         """One word already checked and trimmed (pipeline.words), padded at its room's
         noise `floor` in dBFS: the path of classify_utterance without doing that again."""
-        audio = utterance_window(word, self.features, None, floor)
-        return self.classify_embeddings(self.embeddings(log_mel(audio, self.features)))
+        audio = utterance_window(word, self.features, None, floor, self.lead)
+        return self.classify_vectors(self.vectors(log_mel(audio, self.features)))
 
 
     @property

@@ -174,7 +174,7 @@ class StreamRecognizer:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         # Each word as a file of it is recognized (the path the evaluation measures): trimmed,
         # in quiet padding, ending tail_seconds before its window's end. One network pass
-        # embeds the whole window at once, its time convolutions shared by all 16 vectors.
+        # embeds the whole window at once, its time convolutions shared by both grids.
         return [event(self.classifier.classify_word(part, floor)) for part in parts]
 
     def _string_events(self, reading: StringReading, segment: Segment, latency: float

@@ -87,6 +87,20 @@ def test_keras_embedding_equals_embedding_model_tflite(recordings, speech_comman
             assert np.max(np.abs(ours[j] - ref)) <= 1e-3 * np.max(np.abs(ref))
 
 
+def test_the_two_grid_embedding_is_the_embedding_40_ms_apart(recordings, speech_commands):
+    pytest.importorskip("pyopen_wakeword")
+    from digitd.train.embedding import build_embedding
+
+    one, two = build_embedding(), build_embedding(phases=2)
+    for x in real_clips(recordings, speech_commands)[::3]:
+        mel = window_mel(x, CFG, lead=CFG.embedding_samples // 2)
+        both = np.asarray(two(mel[None, :, :, None]))[0]
+        assert both.shape == (2 * CFG.head_embeddings, 96)
+        for phase, frames in ((0, mel), (1, mel[CFG.embedding_step // 2 :])):
+            alone = np.asarray(one(frames[None, :, :, None]))[0]
+            assert np.max(np.abs(both[phase::2] - alone)) <= 1e-5 * np.max(np.abs(alone))
+
+
 def test_mel_filterbank_equals_librosa():
     librosa = pytest.importorskip("librosa")
     ours = mel_filterbank(CFG.sample_rate, CFG.n_fft, CFG.n_mels, CFG.fmin, CFG.fmax)
@@ -124,6 +138,17 @@ def test_the_word_ends_tail_seconds_before_the_window_end(recordings):
         assert np.array_equal(window[end - word.size : end], word)
         assert np.array_equal(window[end:], pad[end:])
         assert np.array_equal(window[: end - word.size], pad[: end - word.size])
+
+
+def test_a_lead_adds_padding_before_the_window_and_moves_nothing(recordings):
+    word = trim_silence(read_audio(recordings / "2_lucas_7.wav", 16000).astype(np.float64), CFG)
+    lead = CFG.embedding_samples // 2
+    window = utterance_window(word, CFG, 0.15, lead=lead)
+    assert window.size == CFG.window_samples + lead
+    end = window.size - int(round(0.15 * 16000))
+    assert np.array_equal(window[end - word.size : end], word)
+    assert np.array_equal(window[: end - word.size], pad_noise(window.size, CFG.pad_dbfs)
+                          [: end - word.size])
 
 
 def test_a_long_clip_keeps_its_word(recordings):

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from digitd.daemon.audio import read_audio
+from digitd.daemon.features import window_mel
 from digitd.daemon.model import (
     DigitClassifier,
     ModelError,
@@ -48,6 +50,20 @@ def test_runtime_runs_both_stages_through_the_default_xnnpack_delegate():
                                        input_shape=shape)
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         assert "DELEGATE" in ops, stage
+
+
+def test_the_shipped_embedding_looks_twice_40_ms_apart(recordings):
+    # Its second grid is the same network on audio 40 ms later, exactly (int8 too): the
+    # head's two looks at a word differ only in where the word sits.
+    classifier = DigitClassifier()
+    f = classifier.features
+    assert classifier.metadata.phases == 2 and classifier.lead == f.embedding_samples // 2
+    mel = window_mel(read_audio(recordings / "7_jackson_12.wav", f.sample_rate), f,
+                     lead=classifier.lead)
+    vectors = classifier.vectors(mel)
+    assert vectors.shape == (2 * f.head_embeddings, 96)
+    assert np.array_equal(vectors[0::2], classifier.embeddings(mel))
+    assert np.array_equal(vectors[1::2], classifier.embeddings(mel[f.embedding_step // 2 :]))
 
 
 def test_shipped_model_recognizes_real_fsdd_files(recordings):

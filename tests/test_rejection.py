@@ -66,6 +66,11 @@ def test_metadata_of_another_format_or_incomplete_is_a_clear_error(tmp_path):
     meta["rejection"] = {"min_confidence": 0.51, "max_unknown": 0.2}
     (folder / "digitd.json").write_text(json.dumps(meta))
     assert DigitClassifier(folder / "digitd.json").metadata.rejection == RejectionRule(0.51, 0.2)
+    meta["embedding_phases"] = 3  # the network has one or two grids
+    (folder / "digitd.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="incomplete"):
+        DigitClassifier(folder / "digitd.json")
+    meta["embedding_phases"] = 2
     meta["rejection"] = {"min_confidence": 0.5, "max_unknown": "high"}
     (folder / "digitd.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="incomplete"):

@@ -91,9 +91,18 @@ def reference_weights(path: Path | None = None) -> list[tuple[np.ndarray, np.nda
     return out
 
 
-def build_embedding(n_mels: int = 32, frames: int | None = None, weights=None):
+def build_embedding(n_mels: int = 32, frames: int | None = None, weights=None,
+                    phases: int = 1):
     """Mel frames (batch, frames, n_mels, 1) -> embeddings (batch, (frames - 76) // 8 + 1, 96).
-    `frames` None takes any length (training); export fixes it to one embedding."""
+    `frames` None takes any length (training); export fixes it to one embedding.
+
+    `phases` 2: the embeddings every 4 frames instead, (frames - 76) // 4 + 1 of them; the
+    even ones are those of phases 1, the odd ones the same network's 40 ms later. Everything
+    before the last time pooling moves in steps of 4 frames, so only the last pooling (stride
+    1 instead of 2) and the last convolution (dilated by 2) run twice as often: the second
+    grid costs almost nothing."""
+    if phases not in (1, 2):
+        raise ValueError(f"phases must be 1 or 2, not {phases}")
     import keras
     from keras import layers
 
@@ -102,13 +111,16 @@ def build_embedding(n_mels: int = 32, frames: int | None = None, weights=None):
     x = layers.ZeroPadding2D(((0, 0), (1, 1)))(inputs)
     convs = iter(weights)
     last = len([layer for layer in ARCHITECTURE if layer[0] == "conv"]) - 1
+    last_pool = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "pool")
     n = 0
-    for layer in ARCHITECTURE:
+    for i, layer in enumerate(ARCHITECTURE):
         if layer[0] == "pool":
-            x = layers.MaxPooling2D(layer[1], padding="valid")(x)
+            strides = (layer[1][0] // phases, layer[1][1]) if i == last_pool else layer[1]
+            x = layers.MaxPooling2D(layer[1], strides, padding="valid")(x)
             continue
         kernel, bias = next(convs)
-        conv = layers.Conv2D(layer[3], layer[1], padding=layer[2], name=f"embed_conv{n}")
+        conv = layers.Conv2D(layer[3], layer[1], padding=layer[2], name=f"embed_conv{n}",
+                             dilation_rate=(phases, 1) if n == last else (1, 1))
         x = conv(x)
         conv.set_weights([kernel, bias])
         if n < last:

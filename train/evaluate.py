@@ -15,11 +15,19 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from digitd.daemon.model import MODEL_FILENAME, ModelMetadata, RejectionRule, Stage
+from digitd.daemon.model import (
+    MODEL_FILENAME,
+    ModelMetadata,
+    RejectionRule,
+    Stage,
+    head_inputs,
+    lead_samples,
+)
 
 from .config import TrainConfig
 from .data import SPEAKERS
@@ -70,19 +78,36 @@ def train_mask(material: Material, speaker_fold: np.ndarray, word_fold: np.ndarr
     return (speaker_fold != fold) & (word_fold != fold) & (corpora != "voices")
 
 
-def clean_mels(material: Material, cfg: TrainConfig, clips: np.ndarray) -> np.ndarray:
-    """Copy 0 of each clip (what `recognize --whole` computes), as mel windows."""
+def clean_mels(material: Material, cfg: TrainConfig, clips: np.ndarray, phases: int
+               ) -> np.ndarray:
+    """Copy 0 of each clip (what `recognize --whole` computes), as mel windows with the
+    lead the embedding grids read."""
     from digitd.daemon.features import window_mel
 
-    return np.stack([window_mel(material.waves[i], cfg.features) for i in clips])
+    lead = lead_samples(cfg.features, phases)
+    return np.stack([window_mel(material.waves[i], cfg.features, lead=lead) for i in clips])
 
 
 def runtime_embeddings(embedding_file: Path, mels: np.ndarray, batch: int = 64) -> np.ndarray:
-    """The int8 embedding stage over whole windows, as the daemon runs it."""
+    """The int8 embedding stage over whole windows, as the daemon runs it: every vector."""
     stage = Stage(embedding_file, (None, mels.shape[2], 1))
     return np.concatenate([stage(np.ascontiguousarray(mels[i : i + batch, ..., None],
                                                       dtype=np.float32))
                            for i in range(0, len(mels), batch)])
+
+
+def float_embeddings(mels: np.ndarray, phases: int) -> np.ndarray:
+    """The float embedding network over the same windows: every vector."""
+    from .embedding import build_embedding
+
+    model = build_embedding(mels.shape[2], phases=phases)
+    return model.predict(mels[..., None].astype(np.float32), batch_size=64, verbose=0)
+
+
+def grid_mean(predict, vectors: np.ndarray, phases: int, cfg: TrainConfig) -> np.ndarray:
+    """Probabilities of windows' vectors (n, m, 96): `predict` on each grid, averaged, as
+    the daemon decides a word (model.head_inputs)."""
+    return np.mean([predict(x) for x in head_inputs(vectors, phases, cfg.features)], axis=0)
 
 
 def head_probabilities(head_file: Path, embeddings: np.ndarray) -> np.ndarray:
@@ -96,7 +121,7 @@ class Heldout:
     """Held-out probabilities of every clip, each from the fold that did not train on it."""
 
     int8: np.ndarray  # (clips, labels); NaN rows: never held out (noise)
-    float: np.ndarray
+    float: np.ndarray  # the float networks on the same windows
     augmented: np.ndarray  # float head on an augmented copy (copy 1), where there is one
     speaker_fold: np.ndarray
     word_fold: np.ndarray
@@ -110,7 +135,13 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
     """Train, export and score every fold; fold K's two stages go to work/fold-K/."""
     from tqdm import tqdm
 
-    from .export import EMBEDDING_FILENAME, HEAD_FILENAME, embedding_tflite, to_int8_tflite
+    from .export import (
+        EMBEDDING_FILENAME,
+        EMBEDDING_PHASES,
+        HEAD_FILENAME,
+        embedding_tflite,
+        to_int8_tflite,
+    )
     from .train import train_head
 
     speaker_fold, word_fold = assign_folds(material, cfg.folds)
@@ -118,13 +149,18 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
     out = Heldout(*(np.full((n, len(LABELS)), np.nan) for _ in range(3)), speaker_fold,
                   word_fold)
     heldout = np.flatnonzero(speaker_fold >= 0)
-    mels = clean_mels(material, cfg, heldout)
+    phases = EMBEDDING_PHASES
+    mels = clean_mels(material, cfg, heldout, phases)
     rng = np.random.default_rng(cfg.seed)
     work.mkdir(parents=True, exist_ok=True)
     embedding_file = work / EMBEDDING_FILENAME
-    embedding_file.write_bytes(embedding_tflite(mels[rng.permutation(len(mels))[:400]]))
-    runtime = np.full((n, cfg.features.head_embeddings, 96), np.nan, dtype=np.float32)
+    embedding_file.write_bytes(embedding_tflite(mels[rng.permutation(len(mels))[:400]],
+                                                phases))
+    runtime = np.full((n, cfg.features.head_embeddings * phases, 96), np.nan, dtype=np.float32)
     runtime[heldout] = runtime_embeddings(embedding_file, mels)
+    exact = np.full_like(runtime, np.nan)
+    exact[heldout] = float_embeddings(mels, phases)
+    del mels
     labels, corpora = np.array(material.labels), np.array(material.corpora)
     for fold in tqdm(range(cfg.folds), desc="folds", leave=False):
         rows = embedded.rows(train_mask(material, speaker_fold, word_fold, fold))
@@ -132,9 +168,9 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
                           corpora[embedded.clip[rows]], len(LABELS), cfg,
                           desc=f"fold {fold + 1}/{cfg.folds}")
         test = speaker_fold == fold
-        clean = embedded.rows(test, "clean")
-        out.float[embedded.clip[clean]] = head.predict(
-            embedded.x[clean].astype(np.float32), verbose=0, batch_size=1024)
+        clips = np.flatnonzero(test)
+        out.float[clips] = grid_mean(partial(head.predict, verbose=0, batch_size=1024),
+                                     exact[clips], phases, cfg)
         augmented = embedded.rows(test, "augmented")
         augmented = augmented[embedded.copy[augmented] == 1]
         if len(augmented):
@@ -145,8 +181,8 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
         shutil.copy(embedding_file, head_file.parent / EMBEDDING_FILENAME)
         head_file.write_bytes(to_int8_tflite(head, embedded.x[rows[rng.permutation(
             len(rows))[:400]]].astype(np.float32)))
-        clips = np.flatnonzero(test)
-        out.int8[clips] = head_probabilities(head_file, runtime[clips])
+        out.int8[clips] = grid_mean(partial(head_probabilities, head_file),
+                                    runtime[clips], phases, cfg)
     return out
 
 
