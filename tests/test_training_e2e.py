@@ -74,6 +74,28 @@ def test_exported_model_runs_in_litert_and_agrees_with_keras(quick_fit, fsdd_dir
 
 
 @pytest.mark.slow
+def test_a_fold_model_decides_its_held_out_clips_as_the_evaluation_scored_them(
+        quick_fit, fsdd_dir, speech_commands):
+    # The benchmark runs the fold models through the daemon's path: it must be the path
+    # the evaluation measured and calibrated (window, both embedding grids, int8 stages).
+    from digitd.daemon.model import DigitClassifier
+    from digitd.train.cli import build_parser, load_material, make_config
+
+    args = build_parser().parse_args(["evaluate", "--quick", "--data", str(fsdd_dir),
+                                      "--speech-commands", str(speech_commands),
+                                      "--cache-dir", str(quick_fit / "cache")])
+    material, _ = load_material(make_config(args))
+    with np.load(quick_fit / "reports" / "folds" / "heldout.npz") as saved:
+        scored, speaker_fold = saved["int8"], saved["speaker_fold"]
+    classifier = DigitClassifier(quick_fit / "reports" / "folds" / "fold-0" / "digitd.json")
+    clips = np.flatnonzero(speaker_fold == 0)[:: 7][:12]
+    assert len(clips) >= 6
+    for i in clips:
+        got = classifier.classify_utterance(material.waves[i]).probabilities
+        assert np.allclose(got, scored[i], atol=1e-6), (material.speakers[i], got, scored[i])
+
+
+@pytest.mark.slow
 def test_the_strings_stage_is_exported_and_read_as_keras_reads_it(quick_fit, recordings):
     from digitd.daemon.features import FeatureConfig
     from digitd.daemon.model import DigitClassifier

@@ -342,7 +342,7 @@ def evaluate(material: Material, embedded: Embedded, cfg: TrainConfig, out_dir: 
     the fold models (reports/folds/fold-K/digitd.json: the benchmark scores each FSDD
     speaker with the model that never heard them). `recalibrate`: no training, the folds'
     saved held-out predictions (reports/folds/heldout.npz) calibrated again."""
-    from .export import EMBEDDING_FILENAME, HEAD_FILENAME
+    from .export import EMBEDDING_FILENAME, EMBEDDING_PHASES, HEAD_FILENAME
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +368,8 @@ def evaluate(material: Material, embedded: Embedded, cfg: TrainConfig, out_dir: 
             if k == fold and s.startswith("fsdd:")})
         ModelMetadata.write(folds / f"fold-{fold}" / MODEL_FILENAME, LABELS, cfg.features, rule,
                             {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME},
-                            fold={"index": fold, "of": cfg.folds, "fsdd_held_out": held_out})
+                            fold={"index": fold, "of": cfg.folds, "fsdd_held_out": held_out},
+                            embedding_phases=EMBEDDING_PHASES)
     (folds / EMBEDDING_FILENAME).unlink(missing_ok=True)
     report = summarize(material, held, rule, cost, cfg)
     (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
