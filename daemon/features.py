@@ -297,9 +297,9 @@ def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
 
 def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
                     floor: float | None = None, lead: int = 0) -> np.ndarray:
-    """One utterance -> the audio behind the classifier's input (window_samples): trimmed,
-    then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail` places
-    the word in its window; inference uses the default."""
+    """One utterance -> the audio behind the classifier's input (window_samples + lead):
+    trimmed, then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail`
+    places the word in its window; inference uses the default."""
     x = check_waveform(waveform)
     level = noise_floor(x, cfg) if floor is None else floor
     return utterance_window(trim_silence(x, cfg), cfg, tail, level, lead)

@@ -1,7 +1,7 @@
 """The shipped model: the speech embedding and the digit classifier, their metadata, and the
 rejection rule.
 
-Two TFLite files, one per stage, described by one metadata JSON (models/digitd.json):
+TFLite files, one per stage, described by one metadata JSON (models/digitd.json):
   embedding  76 log-mel frames -> one 96-dim vector (Google's speech_embedding, int8); with
              "embedding_phases" 2, one vector every 40 ms: two 80 ms grids, interleaved
   head       head_embeddings consecutive vectors of one grid -> probabilities of 0-9 and
@@ -9,9 +9,9 @@ Two TFLite files, one per stage, described by one metadata JSON (models/digitd.j
              the word, 40 ms apart, err less than one)
   strings    any number of vectors -> per vector, CTC probabilities of "nothing new" (blank),
              0-9 and "a word that is no digit": digit strings said with no pause (optional)
-The stages are separate so a stream can embed its audio as it arrives (one vector every
-80 ms) and leave only the head for the end of a word. Every setting the runtime needs is read
-from the metadata.
+The stages are separate so the head and the strings stage read the same embeddings, from
+one pass over a word's or a string's audio. Every setting the runtime needs is read from the
+metadata.
 """
 
 from __future__ import annotations
