@@ -90,15 +90,11 @@ class ModelMetadata:
     rejection: RejectionRule
     files: dict[str, str]  # stage -> TFLite file name beside the JSON
     raw: dict[str, Any]
+    phases: int = 1  # embedding grids the embedding stage interleaves, 80 ms // phases apart
 
     @property
     def sample_rate(self) -> int:
         return self.features.sample_rate
-
-    @property
-    def phases(self) -> int:
-        """Embedding grids the embedding stage interleaves (1 or 2), 80 ms // phases apart."""
-        return int(self.raw.get("embedding_phases", 1))
 
     @property
     def attribution(self) -> list[str]:
@@ -124,14 +120,16 @@ class ModelMetadata:
                                       max_unknown=float(raw["rejection"]["max_unknown"]))
             files = {"embedding": str(raw["files"]["embedding"]),
                      "head": str(raw["files"]["head"])}
-            if int(raw.get("embedding_phases", 1)) not in (1, 2):
+            phases = int(raw.get("embedding_phases", 1))
+            if phases not in (1, 2):
                 raise ValueError(f"embedding_phases {raw['embedding_phases']!r}: 1 or 2")
             if raw["files"].get("strings"):
                 files["strings"] = str(raw["files"]["strings"])
                 float(raw["strings"]["min_confidence"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model metadata {path} is incomplete: {exc!r}") from exc
-        return cls(labels=labels, features=features, rejection=rejection, files=files, raw=raw)
+        return cls(labels=labels, features=features, rejection=rejection, files=files, raw=raw,
+                   phases=phases)
 
     @staticmethod
     def write(path: Path, labels: tuple[str, ...], features: FeatureConfig,
