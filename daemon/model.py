@@ -285,11 +285,23 @@ class DigitClassifier:
         f, folder = self.metadata.features, self.model_path.parent
         self.embedding_stage = Stage(folder / self.metadata.files["embedding"],
                                      (None, f.n_mels, 1), num_threads, delegates)
+        self._check_phases(folder / self.metadata.files["embedding"])
         self.head = Stage(folder / self.metadata.files["head"], (f.head_embeddings, 96),
                           num_threads, delegates)
         strings = self.metadata.files.get("strings")
         self.strings = (Stage(folder / strings, (None, 96), num_threads, delegates)
                         if strings else None)
+
+    def _check_phases(self, path: Path) -> None:
+        """A metadata file paired with another embedding file would read its vectors on the
+        wrong grid; say so here rather than fail the probe with a vaguer message."""
+        f, phases = self.features, self.metadata.phases
+        mel = np.zeros((1, f.embedding_frames + f.embedding_step, f.n_mels, 1), np.float32)
+        grids = self.embedding_stage(mel).shape[1] - 1
+        if grids != phases:
+            raise ModelError(f"{path} interleaves {grids} embedding grid(s) but its metadata's "
+                             f"embedding_phases says {phases}: the two files do not belong "
+                             "together")
 
     def probe(self) -> dict[str, list]:
         """Both stages' outputs on the bundled sample: export stores them in the metadata."""

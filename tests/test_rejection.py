@@ -70,6 +70,10 @@ def test_metadata_of_another_format_or_incomplete_is_a_clear_error(tmp_path):
     (folder / "digitd.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="incomplete"):
         DigitClassifier(folder / "digitd.json")
+    meta["embedding_phases"] = 1  # the shipped embedding file has two grids
+    (folder / "digitd.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="embedding_phases says 1"):
+        DigitClassifier(folder / "digitd.json")
     meta["embedding_phases"] = 2
     meta["rejection"] = {"min_confidence": 0.5, "max_unknown": "high"}
     (folder / "digitd.json").write_text(json.dumps(meta))
