@@ -10,12 +10,13 @@ from __future__ import annotations
 
 
 def build_head(n_embeddings: int, dim: int, n_classes: int, width: int = 64,
-               dropout: float = 0.3):
+               dropout: float = 0.3, input_dropout: float = 0.2):
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=(n_embeddings, dim), name="embeddings")
     x = layers.BatchNormalization(name="scale")(inputs)  # embeddings range over +-70
+    x = layers.Dropout(input_dropout, name="input_dropout")(x)
     x = layers.Conv1D(width, 1, activation="relu", name="project")(x)
     x = layers.Conv1D(width, 3, activation="relu", name="time1")(x)
     x = layers.Conv1D(width, 3, activation="relu", name="time2")(x)

@@ -69,7 +69,8 @@ def _train_one(x: np.ndarray, y: np.ndarray, corpora: np.ndarray, n_classes: int
     from tqdm.keras import TqdmCallback
 
     seed_everything(cfg.seed)
-    model = build_head(x.shape[1], x.shape[2], n_classes, cfg.width, cfg.dropout)
+    model = build_head(x.shape[1], x.shape[2], n_classes, cfg.width, cfg.dropout,
+                       cfg.input_dropout)
     steps = max(1, -(-len(x) // cfg.batch_size)) * cfg.epochs
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
