@@ -56,6 +56,30 @@ def subprocess_footprint(args: list[str], stdin: bytes | None = None) -> dict:
     return json.loads(done.stdout)
 
 
+QUIET_SECONDS = 300.0  # long enough that start-up weighs little, as over a day of listening
+QUIET_DBFS = -55.0  # RMS of a USB microphone's hiss in a still room
+
+
+def quiet_room(seconds: float = QUIET_SECONDS) -> dict:
+    """`digitd recognize` on a WAV of a quiet room (pink noise at QUIET_DBFS): CPU seconds
+    per second of audio, start-up included, and the digits it printed (none is right)."""
+    import soundfile as sf
+    from digitd.train.augment import coloured_noise
+
+    rate = 16000
+    noise = coloured_noise(int(seconds * rate), 1.0, np.random.default_rng(5))
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "quiet-room.wav"
+        sf.write(path, (noise / np.std(noise) * 10 ** (QUIET_DBFS / 20)).astype(np.float32),
+                 rate, subtype="PCM_16")
+        run = subprocess_footprint([sys.executable, "-m", "digitd.daemon.cli", "recognize",
+                                    str(path)])
+    if run["rc"] != 0:
+        raise RuntimeError(f"digitd recognize exited {run['rc']} on {path}")
+    return {"seconds": seconds, "level_dbfs": QUIET_DBFS, "cpu_share": run["cpu_s"] / seconds,
+            "digits_printed": len(run["stdout"].split())}
+
+
 def proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds, peak RSS bytes) of a live process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

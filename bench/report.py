@@ -520,6 +520,21 @@ def cost_section(results: dict) -> list[str]:
                    for k, v in c["model_bytes"].items() if k.startswith("digitd")]
     parts += ["digitd's parts, one thread (LiteRT, XNNPACK):", "",
               table(["part", "time / size"], stage_rows), ""]
+    parts += quiet_and_daemon_lines(c)
+    parts += wyoming_and_memory_lines(c, proc)
+    return parts
+
+
+def quiet_and_daemon_lines(c: dict) -> list[str]:
+    """digitd's own budgets, nothing to compare (the peer is not run on them): a quiet room
+    through `digitd recognize`, and the daemon on a real audio device."""
+    parts: list[str] = []
+    quiet = c.get("quiet_room")
+    if quiet:
+        parts += [f"A quiet room through `digitd recognize` ({quiet['seconds'] / 60:.0f} min "
+                  f"of pink noise at {quiet['level_dbfs']:.0f} dBFS, start-up included): "
+                  f"{100 * quiet['cpu_share']:.2f}% of a core, {quiet['digits_printed']} "
+                  "digits printed.", ""]
     d = c["daemon"]
     idle = d.get("ready_idle_sink_s")
     parts += ["The daemon itself (`digitd listen` on a PulseAudio null-sink monitor, a real "
@@ -538,7 +553,6 @@ def cost_section(results: dict) -> list[str]:
               + f", heavy modules imported: {', '.join(d['heavy_modules']) or 'none'}"
               + ("; **it did not stop cleanly within 10 s of SIGTERM** (killed)."
                  if d.get("stop_after_sigterm_s", 0) is None else "."), ""]
-    parts += wyoming_and_memory_lines(c, proc)
     return parts
 
 

@@ -259,6 +259,7 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: P
         out["process"][name] = {"ready_s": run["ready_s"], "peak_rss_mb": run["peak_rss_mb"],
                                 "cpu_seconds_per_audio_hour": run["cpu_s"] / seconds * 3600,
                                 "audio_seconds": seconds}
+    out["quiet_room"] = cost.quiet_room()
     out["daemon"] = cost.daemon_on_pulse(cfg.daemon_seconds)
     words, digits = material.of_speaker(fsdd, "theo")
     pad = np.zeros(material.RATE // 4)
