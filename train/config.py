@@ -41,8 +41,8 @@ class TrainConfig:
     heads: int = 3  # averaged: fewer false accepts and Speech Commands misses than one
     width: int = 64  # channels of the head's convolutions: ~25k weights
     dropout: float = 0.3
-    # drops whole embedding values before the head reads them: it cannot lean on the few
-    # dimensions where FSDD's six men differ from everyone else
+    # drops single values of the normalized embeddings before the head reads them: it cannot
+    # lean on the few dimensions where FSDD's six men differ from everyone else
     input_dropout: float = 0.2
     epochs: int = 30
     batch_size: int = 256
