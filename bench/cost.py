@@ -285,19 +285,17 @@ def embedding_macs(frames: int, n_mels: int = 32, phases: int = 1) -> int:
     from its architecture table (unpadded time, frequency padded by one band each side;
     with `phases` grids the last pooling strides 2 // phases and the last convolution is
     dilated by phases, as train.embedding.build_embedding makes it)."""
-    from digitd.train.embedding import ARCHITECTURE
+    from digitd.train.embedding import ARCHITECTURE, LAST_CONV, LAST_POOL
 
     t, f, channels, macs = frames, n_mels + 2, 1, 0
-    last_pool = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "pool")
-    last_conv = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "conv")
     for i, layer in enumerate(ARCHITECTURE):
         if layer[0] == "pool":
             size = layer[1][0]
-            stride = size // phases if i == last_pool else size
+            stride = size // phases if i == LAST_POOL else size
             t, f = (t - size) // stride + 1, f // layer[1][1]
             continue
         _, (kt, kf), padding, out = layer
-        dilation = phases if i == last_conv else 1
+        dilation = phases if i == LAST_CONV else 1
         t, f = t - (kt - 1) * dilation, (f - kf + 1 if padding == "valid" else f)
         macs += t * f * kt * kf * channels * out
         channels = out

@@ -45,6 +45,10 @@ ARCHITECTURE = (
     ("pool", (2, 2)),
     ("conv", (3, 1), "valid", 96),
 )
+# The two layers a second embedding grid changes (build_embedding's `phases`), as indices
+# into ARCHITECTURE: everything before the last time pooling moves in steps of 4 frames.
+LAST_POOL = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "pool")
+LAST_CONV = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "conv")
 LEAK = 0.2
 FLOOR = -0.4
 
@@ -110,20 +114,18 @@ def build_embedding(n_mels: int = 32, frames: int | None = None, weights=None,
     inputs = keras.Input(shape=(frames, n_mels, 1), name="mel")
     x = layers.ZeroPadding2D(((0, 0), (1, 1)))(inputs)
     convs = iter(weights)
-    last = len([layer for layer in ARCHITECTURE if layer[0] == "conv"]) - 1
-    last_pool = max(i for i, layer in enumerate(ARCHITECTURE) if layer[0] == "pool")
     n = 0
     for i, layer in enumerate(ARCHITECTURE):
         if layer[0] == "pool":
-            strides = (layer[1][0] // phases, layer[1][1]) if i == last_pool else layer[1]
+            strides = (layer[1][0] // phases, layer[1][1]) if i == LAST_POOL else layer[1]
             x = layers.MaxPooling2D(layer[1], strides, padding="valid")(x)
             continue
         kernel, bias = next(convs)
         conv = layers.Conv2D(layer[3], layer[1], padding=layer[2], name=f"embed_conv{n}",
-                             dilation_rate=(phases, 1) if n == last else (1, 1))
+                             dilation_rate=(phases, 1) if i == LAST_CONV else (1, 1))
         x = conv(x)
         conv.set_weights([kernel, bias])
-        if n < last:
+        if i < LAST_CONV:
             x = layers.LeakyReLU(negative_slope=LEAK)(x)
             x = layers.Lambda(lambda t: keras.ops.maximum(t, FLOOR), name=f"floor{n}")(x)
         n += 1
