@@ -131,13 +131,14 @@ def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return x[start:stop]
 
 
-def noise_floor(x: np.ndarray, cfg: FeatureConfig) -> float:
+def noise_floor(x: np.ndarray, cfg: FeatureConfig, percentile: float = 0.0) -> float:
     """The level of a clip's quietest 10 ms (its room), in dBFS, within pad_dbfs-pad_max_dbfs:
     what pads it, so the window sounds like one room (as training's noisy renditions do),
-    not a word in a box of silence."""
+    not a word in a box of silence. `percentile` > 0 takes that percentile of its 10 ms
+    levels instead (pipeline.room_level: the median of a segment's pre-roll)."""
     energy = frame_db(x, cfg.trim_frame)
     energy = energy[energy > -150.0]  # digital silence is no room
-    level = float(energy.min()) if energy.size else cfg.pad_dbfs
+    level = float(np.percentile(energy, percentile)) if energy.size else cfg.pad_dbfs
     return min(max(level, cfg.pad_dbfs), cfg.pad_max_dbfs)
 
 

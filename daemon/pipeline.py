@@ -100,10 +100,22 @@ def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
     return None
 
 
+def room_level(x: np.ndarray, preroll: int, cfg: FeatureConfig) -> float:
+    """What a stream's word is padded at (dBFS): the median 10 ms of its VAD segment's
+    pre-roll (the room just before the word; the word's onset, which the trigger's ring
+    holds, is the lesser part of it), never under the segment's quietest 10 ms.
+
+    A segment's quietest 10 ms lies far under the talk or noise a word was heard in (a dip
+    between a babble's syllables), and the word would stand in a quiet box, unlike training's
+    noisy windows, whose noise fills the window. A whole file keeps its quietest 10 ms: that
+    is what training pads its clean clips at, and a file has no pre-roll to measure."""
+    return max(noise_floor(x, cfg), noise_floor(x[:preroll], cfg, percentile=50.0))
+
+
 def words(samples: np.ndarray, cfg: FeatureConfig) -> tuple[float, list[np.ndarray] | None]:
-    """A VAD segment or a whole clip -> its room's noise floor (dBFS, measured before the
-    trim, pre-roll and hangover in) and its words, checked and trimmed once here; None when
-    it holds longer gap-free speech than a word. ValueError on non-finite samples."""
+    """A whole clip -> its room's noise floor (dBFS, its quietest 10 ms, measured before the
+    trim) and its words, checked and trimmed once here; None when it holds longer gap-free
+    speech than a word. ValueError on non-finite samples."""
     x = check_waveform(samples)
     return noise_floor(x, cfg), split_on_dips(trim_silence(x, cfg), cfg)
 
@@ -117,6 +129,7 @@ class StreamRecognizer:
         self.features = classifier.features
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
         self._frame = self.segmenter.frame_samples
+        self._preroll = self.segmenter.settings.preroll_ms * self.features.sample_rate // 1000
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_arrival = time.monotonic()
 
@@ -162,7 +175,8 @@ class StreamRecognizer:
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         x = check_waveform(segment.samples)
-        floor, speech = noise_floor(x, self.features), trim_silence(x, self.features)
+        floor = room_level(x, self._preroll, self.features)
+        speech = trim_silence(x, self.features)
         reading = (self.classifier.read_string(speech, floor)
                    if speech.size > STRING_MIN_SECONDS * rate else None)
         if reading is not None and len(reading.tokens) > 1:
@@ -173,7 +187,7 @@ class StreamRecognizer:
         if parts is None:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         # Each word as a file of it is recognized (the path the evaluation measures): trimmed,
-        # in quiet padding, ending tail_seconds before its window's end. One network pass
+        # padded at `floor`, ending tail_seconds before its window's end. One network pass
         # embeds the whole window at once, its time convolutions shared by both grids.
         return [event(self.classifier.classify_word(part, floor)) for part in parts]
 

@@ -224,3 +224,31 @@ def test_a_clip_is_padded_at_its_own_noise_floor(recordings):
     head = window[: CFG.sample_rate // 2]  # padding only
     assert abs(10 * np.log10(np.mean(head**2)) - noise_floor(clip, CFG)) < 0.5
     assert np.array_equal(window_mel(clip, CFG), log_mel(window, CFG))
+
+
+def test_a_stream_word_is_padded_at_the_room_it_was_heard_in(recordings, speech_commands):
+    """A VAD segment is padded at its pre-roll's median 10 ms: in a talking room the talk's
+    level (its quietest 10 ms, a dip between syllables, lies far under it), in a quiet room
+    the room's, never the words' (a segment is mostly words: its own median is theirs)."""
+    from digitd.daemon.features import frame_db, noise_floor
+    from digitd.daemon.pipeline import room_level
+    from digitd.daemon.segmenter import SegmenterSettings
+
+    rng = np.random.default_rng(5)
+    preroll = SegmenterSettings().preroll_ms * CFG.sample_rate // 1000
+    word = np.concatenate([read_audio(recordings / name, CFG.sample_rate)  # "four two"
+                           for name in ("4_nicolas_8.wav", "2_jackson_0.wav")]).astype(np.float64)
+    word *= 10 ** (-15 / 20) / np.max(np.abs(word))
+    n = preroll + word.size + CFG.sample_rate // 10  # pre-roll, the word, 100 ms hangover
+    talkers = [read_audio(p, CFG.sample_rate).astype(np.float64)
+               for p in sorted((speech_commands / "happy").glob("*.flac"))[:6]]
+    talk = sum(np.roll(np.resize(t, n), int(rng.integers(n))) for t in talkers)
+    talk *= 10 ** (-40 / 20) / np.sqrt(np.mean(talk**2))  # a room talking at -40 dBFS
+    quiet = rng.normal(size=n) * 10 ** (-65 / 20)  # a quiet room at -65 dBFS
+    onset = preroll - CFG.sample_rate // 10  # the trigger's ring holds the word's onset
+    for room in (talk, quiet):
+        segment = room.copy()
+        segment[onset : onset + word.size] += word
+        level = float(np.median(frame_db(room[:preroll], CFG.trim_frame)))
+        assert abs(room_level(segment, preroll, CFG) - level) < 3
+    assert noise_floor(talk, CFG) < float(np.median(frame_db(talk, CFG.trim_frame))) - 6
