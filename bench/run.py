@@ -8,6 +8,8 @@
                              the last results.json of the same configuration (its audio is
                              the same seeded material): for a new model, minutes instead of
                              an hour
+  python -m bench.streams    the streams section alone at full size, digitd only (~1 min)
+  python -m bench.strings    the digit-strings section alone, larger than in the full run
 
 FSDD's digits are recognized by the fold models in reports/folds/ (from `digitd-train
 evaluate`): each speaker by the model that never heard them. Without them the shipped model
