@@ -1,6 +1,7 @@
 """Regenerate BENCHMARKS.md: digitd and pocketsphinx on the same audio, side by side.
 
-  python -m bench            full run (~25 min on 2 cores), writes BENCHMARKS.md and
+  python -m bench            full run (over an hour on 2 cores: pocketsphinx decodes long
+                             noisy streams slowly), writes BENCHMARKS.md and
                              reports/bench/ (results.json, PNG plots, stream truth CSVs)
   python -m bench --quick    a CI-sized run (a few minutes) into reports/bench-quick/;
                              prints its numbers, asserts nothing about them
