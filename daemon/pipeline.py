@@ -129,7 +129,6 @@ class StreamRecognizer:
         self.features = classifier.features
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
         self._frame = self.segmenter.frame_samples
-        self._preroll = self.segmenter.settings.preroll_ms * self.features.sample_rate // 1000
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_arrival = time.monotonic()
 
@@ -175,7 +174,7 @@ class StreamRecognizer:
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         x = check_waveform(segment.samples)
-        floor = room_level(x, self._preroll, self.features)
+        floor = room_level(x, self.segmenter.preroll_samples, self.features)
         speech = trim_silence(x, self.features)
         reading = (self.classifier.read_string(speech, floor)
                    if speech.size > STRING_MIN_SECONDS * rate else None)

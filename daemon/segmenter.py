@@ -142,6 +142,11 @@ class VadSegmenter:
         self._energies: collections.deque[float] = collections.deque(maxlen=self._preroll_frames)
         self._flags: collections.deque[bool] = collections.deque(maxlen=self._preroll_frames)
 
+    @property
+    def preroll_samples(self) -> int:
+        """Audio a segment keeps from before its trigger fired (the trigger's ring in it)."""
+        return self._history.maxlen * self.frame_samples
+
     def is_speech(self, frame: np.ndarray) -> bool:
         energy_db = 10.0 * math.log10(float(np.dot(frame, frame)) / frame.size + 1e-12)
         self._energy_db = 0.6 * self._energy_db + 0.4 * energy_db

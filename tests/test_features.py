@@ -232,10 +232,10 @@ def test_a_stream_word_is_padded_at_the_room_it_was_heard_in(recordings, speech_
     the room's, never the words' (a segment is mostly words: its own median is theirs)."""
     from digitd.daemon.features import frame_db, noise_floor
     from digitd.daemon.pipeline import room_level
-    from digitd.daemon.segmenter import SegmenterSettings
+    from digitd.daemon.segmenter import VadSegmenter
 
     rng = np.random.default_rng(5)
-    preroll = SegmenterSettings().preroll_ms * CFG.sample_rate // 1000
+    preroll = VadSegmenter(CFG.sample_rate).preroll_samples
     word = np.concatenate([read_audio(recordings / name, CFG.sample_rate)  # "four two"
                            for name in ("4_nicolas_8.wav", "2_jackson_0.wav")]).astype(np.float64)
     word *= 10 ** (-15 / 20) / np.max(np.abs(word))
