@@ -100,16 +100,20 @@ def split_on_dips(x: np.ndarray, cfg: FeatureConfig, gap_db: float = 25.0,
     return None
 
 
-def room_level(x: np.ndarray, preroll: int, cfg: FeatureConfig) -> float:
-    """What a stream's word is padded at (dBFS): the median 10 ms of its VAD segment's
-    pre-roll (the room just before the word; the word's onset, which the trigger's ring
-    holds, is the lesser part of it), never under the segment's quietest 10 ms.
+def room_level(x: np.ndarray, room: np.ndarray, preroll: int, cfg: FeatureConfig) -> float:
+    """What a stream's word is padded at (dBFS): the median 10 ms of `room`, the stream's
+    last `preroll` samples when its VAD segment `x` began (the room just before the word;
+    the word's onset, which the trigger's ring holds, is the lesser part of it), never under
+    the segment's quietest 10 ms. A stream younger than that (a file whose word starts at
+    once) has no room to measure: its segment's quietest 10 ms, as for a whole file.
 
     A segment's quietest 10 ms lies far under the talk or noise a word was heard in (a dip
     between a babble's syllables), and the word would stand in a quiet box, unlike training's
     noisy windows, whose noise fills the window. A whole file keeps its quietest 10 ms: that
-    is what training pads its clean clips at, and a file has no pre-roll to measure."""
-    return max(noise_floor(x, cfg), noise_floor(x[:preroll], cfg, percentile=50.0))
+    is what training pads its clean clips at."""
+    if room.size < preroll:
+        return noise_floor(x, cfg)
+    return max(noise_floor(x, cfg), noise_floor(room, cfg, percentile=50.0))
 
 
 def words(samples: np.ndarray, cfg: FeatureConfig) -> tuple[float, list[np.ndarray] | None]:
@@ -174,7 +178,7 @@ class StreamRecognizer:
         if segment.truncated:
             return [Event(None, 0.0, segment.start, segment.speech_end, latency(), TOO_LONG)]
         x = check_waveform(segment.samples)
-        floor = room_level(x, self.segmenter.preroll_samples, self.features)
+        floor = room_level(x, segment.room, self.segmenter.preroll_samples, self.features)
         speech = trim_silence(x, self.features)
         reading = (self.classifier.read_string(speech, floor)
                    if speech.size > STRING_MIN_SECONDS * rate else None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -76,6 +76,10 @@ class Segment:
     speech_end: float  # end of the last voiced frame: where the word ended
     voiced_ms: int
     truncated: bool  # part of speech that ran past max_segment_ms: not a digit
+    # The stream's last preroll_ms when the segment began, the trigger's ring included: the
+    # room the word was heard in. Unlike the segment's own pre-roll it runs on through the
+    # segment before; shorter only when the stream (or audio after a gap) began later.
+    room: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
 class WebRtcVad:
@@ -120,6 +124,9 @@ class VadSegmenter:
         self._trigger = collections.deque(maxlen=max(1, s.trigger_ms // s.frame_ms))
         self._trigger_voiced = 0  # running count of voiced flags in _trigger
         self._history = collections.deque(maxlen=max(s.preroll_ms, s.trigger_ms) // s.frame_ms)
+        self._heard: collections.deque[np.ndarray] = collections.deque(
+            maxlen=self._history.maxlen)  # the latest frames, through segments too
+        self._room = np.zeros(0, dtype=np.float32)  # _heard when the open segment began
         self._release = collections.deque(maxlen=max(1, s.hangover_ms // s.frame_ms))
         self._settle = collections.deque(maxlen=max(1, s.release_ms // s.frame_ms))
         self._max_frames = s.max_segment_ms // s.frame_ms
@@ -160,6 +167,7 @@ class VadSegmenter:
         if frame.shape != (self.frame_samples,):
             raise ValueError(f"expected a frame of {self.frame_samples} samples, got {frame.shape}")
         heard = self.is_speech(frame)  # speech to webrtcvad, and over the noise floor
+        self._heard.append(frame)
         voiced = heard
         self._position += 1
         if self.triggered:
@@ -177,6 +185,7 @@ class VadSegmenter:
             if n_voiced >= self.settings.trigger_ratio * self._trigger.maxlen:
                 self.triggered = True
                 self._frames = list(self._history)  # pre-roll
+                self._room = np.concatenate(self._heard)
                 self._voiced = n_voiced
                 self._start_frame = self._position - len(self._frames)
                 self._peak_db = max(list(self._recent)[-len(self._frames):])
@@ -224,6 +233,7 @@ class VadSegmenter:
         earlier = self._segment(self._frames[:-keep], self._voiced - kept_voiced,
                                 self._start_frame, self._position - keep, self._overlong)
         self._frames = self._frames[-keep:]
+        self._room = np.concatenate(self._heard)
         self._voiced = kept_voiced
         self._start_frame = self._position - keep
         energies = list(self._energies)
@@ -244,6 +254,11 @@ class VadSegmenter:
 
     def reset(self) -> None:
         """Forget everything in flight (after a gap in the audio, say)."""
+        self._end()
+        self._heard.clear()
+
+    def _end(self) -> None:
+        """Close the open segment's state; the stream's recent frames stay."""
         self.triggered = self._overlong = False
         self._frames, self._voiced = [], 0
         self._trigger.clear()
@@ -256,7 +271,7 @@ class VadSegmenter:
 
     def _close(self, truncated: bool) -> Segment | None:
         frames, voiced, start = self._frames, self._voiced, self._start_frame
-        self.reset()
+        self._end()
         return self._segment(frames, voiced, start, self._last_voiced, truncated)
 
     def _segment(self, frames: list[np.ndarray], voiced: int, start: int, last_voiced: int,
@@ -274,4 +289,5 @@ class VadSegmenter:
             speech_end=min(last_voiced, end) * seconds,
             voiced_ms=voiced_ms,
             truncated=truncated,
+            room=self._room,
         )

@@ -227,28 +227,46 @@ def test_a_clip_is_padded_at_its_own_noise_floor(recordings):
 
 
 def test_a_stream_word_is_padded_at_the_room_it_was_heard_in(recordings, speech_commands):
-    """A VAD segment is padded at its pre-roll's median 10 ms: in a talking room the talk's
-    level (its quietest 10 ms, a dip between syllables, lies far under it), in a quiet room
-    the room's, never the words' (a segment is mostly words: its own median is theirs)."""
+    """A VAD segment is padded at the median 10 ms of the stream's last pre-roll before it:
+    in a talking room the talk's level (its quietest 10 ms, a dip between syllables, lies far
+    under it), in a quiet room the room's, never the words' (a segment is mostly words: its
+    own median is theirs). A stream that opens on the word has no room before it: the
+    segment's quietest 10 ms, as for a whole file, not the word's onset."""
     from digitd.daemon.features import frame_db, noise_floor
     from digitd.daemon.pipeline import room_level
     from digitd.daemon.segmenter import VadSegmenter
+
+    def segments(stream: np.ndarray) -> list:
+        segmenter = VadSegmenter(CFG.sample_rate)
+        n = segmenter.frame_samples
+        found = [segmenter.push(stream[i : i + n].astype(np.float32))
+                 for i in range(0, stream.size - n + 1, n)]
+        return [s for s in [*found, segmenter.flush()] if s is not None]
+
+    def level(segment) -> float:
+        return room_level(segment.samples, segment.room, preroll, CFG)
 
     rng = np.random.default_rng(5)
     preroll = VadSegmenter(CFG.sample_rate).preroll_samples
     word = np.concatenate([read_audio(recordings / name, CFG.sample_rate)  # "four two"
                            for name in ("4_nicolas_8.wav", "2_jackson_0.wav")]).astype(np.float64)
     word *= 10 ** (-15 / 20) / np.max(np.abs(word))
-    n = preroll + word.size + CFG.sample_rate // 10  # pre-roll, the word, 100 ms hangover
+    onset = CFG.sample_rate  # a second of the room, the word, half a second more
+    n = onset + word.size + CFG.sample_rate // 2
     talkers = [read_audio(p, CFG.sample_rate).astype(np.float64)
                for p in sorted((speech_commands / "happy").glob("*.flac"))[:6]]
     talk = sum(np.roll(np.resize(t, n), int(rng.integers(n))) for t in talkers)
     talk *= 10 ** (-40 / 20) / np.sqrt(np.mean(talk**2))  # a room talking at -40 dBFS
     quiet = rng.normal(size=n) * 10 ** (-65 / 20)  # a quiet room at -65 dBFS
-    onset = preroll - CFG.sample_rate // 10  # the trigger's ring holds the word's onset
     for room in (talk, quiet):
-        segment = room.copy()
-        segment[onset : onset + word.size] += word
-        level = float(np.median(frame_db(room[:preroll], CFG.trim_frame)))
-        assert abs(room_level(segment, preroll, CFG) - level) < 3
+        stream = room.copy()
+        stream[onset : onset + word.size] += word
+        heard = max(segments(stream), key=lambda s: float(np.max(np.abs(s.samples))))
+        assert heard.room.size == preroll
+        expected = float(np.median(frame_db(room[onset - preroll : onset], CFG.trim_frame)))
+        assert abs(level(heard) - expected) < 3
     assert noise_floor(talk, CFG) < float(np.median(frame_db(talk, CFG.trim_frame))) - 6
+    opening = segments(np.concatenate([word, quiet[: CFG.sample_rate // 2]]))[0]
+    assert opening.room.size < preroll
+    assert level(opening) == noise_floor(opening.samples, CFG) < -60
+
