@@ -238,7 +238,7 @@ def costs(cfg: BenchConfig, fsdd: Utterances, peer: Pocketsphinx | None, work: P
                 cost.time_per_call(classifier.vectors, mels, runs),
             "digitd embedding, one vector": cost.time_per_call(
                 classifier.embeddings, [m[: f.embedding_frames] for m in mels], runs),
-            f"digitd head, on {grids} grid(s)": cost.time_per_call(classifier.classify_vectors,
+            f"digitd head, on {grids} grid(s)": cost.time_per_call(classifier.head_probabilities,
                                                                   vectors, runs),
         },
     }

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .audio import change_speed
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -296,18 +298,25 @@ def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
     return 1 + (n_frames - cfg.embedding_frames) // cfg.embedding_step
 
 
+def at_speed(word: np.ndarray, speed: float, rate: int) -> np.ndarray:
+    """A trimmed word as a tape played `speed` times faster (the model's test-time speeds)."""
+    return word if speed == 1.0 else change_speed(word, speed, rate)
+
+
 def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-                    floor: float | None = None, lead: int = 0) -> np.ndarray:
+                    floor: float | None = None, lead: int = 0, speed: float = 1.0
+                    ) -> np.ndarray:
     """One utterance -> the audio behind the classifier's input (window_samples + lead):
-    trimmed, then padded at the clip's noise floor (or `floor`, a stream's, in dBFS). `tail`
-    places the word in its window; inference uses the default."""
+    trimmed, played at `speed`, then padded at the clip's noise floor (or `floor`, a
+    stream's, in dBFS). `tail` places the word in its window; inference uses the default."""
     x = check_waveform(waveform)
     level = noise_floor(x, cfg) if floor is None else floor
-    return utterance_window(trim_silence(x, cfg), cfg, tail, level, lead)
+    word = at_speed(trim_silence(x, cfg), speed, cfg.sample_rate)
+    return utterance_window(word, cfg, tail, level, lead)
 
 
 def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-               floor: float | None = None, lead: int = 0) -> np.ndarray:
+               floor: float | None = None, lead: int = 0, speed: float = 1.0) -> np.ndarray:
     """One utterance -> the mel frames behind the classifier's input (window_frames, n_mels),
     as utterance_audio places it."""
-    return log_mel(utterance_audio(waveform, cfg, tail, floor, lead), cfg)
+    return log_mel(utterance_audio(waveform, cfg, tail, floor, lead, speed), cfg)

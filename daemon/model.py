@@ -6,7 +6,9 @@ TFLite files, one per stage, described by one metadata JSON (models/digitd.json)
              "embedding_phases" 2, one vector every 40 ms: two 80 ms grids, interleaved
   head       head_embeddings consecutive vectors of one grid -> probabilities of 0-9 and
              "unknown"; a word's probabilities are the mean over the grids (two looks at
-             the word, 40 ms apart, err less than one)
+             the word, 40 ms apart, err less than one); with "speeds", also the mean
+             over the word played at each of those tape speeds (0.9: 10% slower and
+             lower): the voices the head heard least, nearer to ones it heard
   strings    any number of vectors -> per vector, CTC probabilities of "nothing new" (blank),
              0-9 and "a word that is no digit": digit strings said with no pause (optional)
 The stages are separate so the head and the strings stage read the same embeddings, from
@@ -27,8 +29,12 @@ import numpy as np
 
 from .features import (
     FeatureConfig,
+    at_speed,
+    check_waveform,
     log_mel,
+    noise_floor,
     string_audio,
+    trim_silence,
     utterance_window,
     window_mel,
 )
@@ -91,6 +97,7 @@ class ModelMetadata:
     files: dict[str, str]  # stage -> TFLite file name beside the JSON
     raw: dict[str, Any]
     phases: int = 1  # embedding grids the embedding stage interleaves, 80 ms // phases apart
+    speeds: tuple[float, ...] = (1.0,)  # tape speeds a word is classified at, averaged
 
     @property
     def sample_rate(self) -> int:
@@ -123,13 +130,16 @@ class ModelMetadata:
             phases = int(raw.get("embedding_phases", 1))
             if phases not in (1, 2):
                 raise ValueError(f"embedding_phases {raw['embedding_phases']!r}: 1 or 2")
+            speeds = tuple(float(v) for v in raw.get("speeds", [1.0]))
+            if not speeds or not all(0.5 <= v <= 2.0 for v in speeds):
+                raise ValueError(f"speeds {raw['speeds']!r}: one or more within 0.5-2")
             if raw["files"].get("strings"):
                 files["strings"] = str(raw["files"]["strings"])
                 float(raw["strings"]["min_confidence"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model metadata {path} is incomplete: {exc!r}") from exc
         return cls(labels=labels, features=features, rejection=rejection, files=files, raw=raw,
-                   phases=phases)
+                   phases=phases, speeds=speeds)
 
     @staticmethod
     def write(path: Path, labels: tuple[str, ...], features: FeatureConfig,
@@ -348,25 +358,32 @@ class DigitClassifier:
         """Mel frames -> the embeddings on the 80 ms grid from the first frame (n, 96)."""
         return self.vectors(mel)[:: self.metadata.phases]
 
-    def classify_vectors(self, vectors: np.ndarray) -> Prediction:
-        """The stage's vectors of a head window (`vectors` of window_mel with `lead`) -> one
-        prediction: the head on each grid, averaged."""
+    def head_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """The stage's vectors of a head window (`vectors` of window_mel with `lead`) -> the
+        head on each grid, averaged."""
         f, phases = self.features, self.metadata.phases
-        probs = np.mean([self.head(x[None])[0] for x in head_inputs(vectors, phases, f)],
-                        axis=0)
-        return decide(probs, self.metadata.labels, self.rejection)
+        return np.mean([self.head(x[None])[0] for x in head_inputs(vectors, phases, f)],
+                       axis=0)
 
     def classify_utterance(self, waveform: np.ndarray) -> Prediction:
         """A mono waveform at the model rate holding one word (silence around it is fine).
         Raises ValueError on non-finite samples (features.check_waveform)."""
-        return self.classify_vectors(self.vectors(window_mel(waveform, self.features,
-                                                             lead=self.lead)))
+        x = check_waveform(waveform)
+        return self.classify_word(trim_silence(x, self.features), noise_floor(x, self.features))
+
+    def word_probabilities(self, word: np.ndarray, floor: float) -> np.ndarray:
+        """One trimmed word padded at `floor` dBFS -> label probabilities: the mean over the
+        model's tape speeds (one embedding pass each)."""
+        f = self.features
+        return np.mean([self.head_probabilities(self.vectors(log_mel(utterance_window(
+            at_speed(word, speed, f.sample_rate), f, None, floor, self.lead), f)))
+            for speed in self.metadata.speeds], axis=0)
 
     def classify_word(self, word: np.ndarray, floor: float) -> Prediction:
         """One word already checked and trimmed (pipeline.words), padded at its room's
         noise `floor` in dBFS: the path of classify_utterance without doing that again."""
-        audio = utterance_window(word, self.features, None, floor, self.lead)
-        return self.classify_vectors(self.vectors(log_mel(audio, self.features)))
+        return decide(self.word_probabilities(word, floor), self.metadata.labels,
+                      self.rejection)
 
 
     @property

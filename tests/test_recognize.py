@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -282,3 +283,27 @@ def test_the_model_checks_its_runtime_at_load(tmp_path, caplog):
     with caplog.at_level("WARNING"), pytest.raises(ModelError, match="computes this model"):
         DigitClassifier(folder / "digitd.json")
     assert "using its built-in kernels instead" in caplog.text
+
+
+def test_a_word_is_heard_at_each_of_the_models_speeds_and_averaged(recordings, tmp_path):
+    # The model's "speeds": the word played as a tape at each, one embedding pass each, the
+    # head's probabilities averaged (the evaluation scores and calibrates the same way).
+    from digitd.daemon.features import noise_floor, trim_silence
+
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_path().parent, folder,
+                    ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    meta = json.loads((folder / "digitd.json").read_text())
+    x = read_audio(recordings / "3_theo_5.wav", 16000).astype(np.float64)
+    word, floor = trim_silence(x, DigitClassifier().features), noise_floor(
+        x, DigitClassifier().features)
+    probs = {}
+    for speeds in ([0.9], [1.0], [1.1], [0.9, 1.0, 1.1]):
+        meta["speeds"] = speeds
+        (folder / "digitd.json").write_text(json.dumps(meta))
+        classifier = DigitClassifier(folder / "digitd.json")
+        probs[tuple(speeds)] = classifier.word_probabilities(word, floor)
+    assert not np.allclose(probs[0.9,], probs[1.1,], atol=1e-3)  # each speed is its own look
+    mean = (probs[0.9,] + probs[1.0,] + probs[1.1,]) / 3
+    assert np.allclose(probs[0.9, 1.0, 1.1], mean, atol=1e-6)
+    assert np.allclose(classifier.classify_utterance(x).probabilities, mean, atol=1e-6)

@@ -75,6 +75,12 @@ def test_metadata_of_another_format_or_incomplete_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="embedding_phases says 1"):
         DigitClassifier(folder / "digitd.json")
     meta["embedding_phases"] = 2
+    for speeds in ([], [1.0, 5.0], "fast"):  # a tape speed is a factor near 1
+        meta["speeds"] = speeds
+        (folder / "digitd.json").write_text(json.dumps(meta))
+        with pytest.raises(ModelError, match="incomplete"):
+            DigitClassifier(folder / "digitd.json")
+    meta["speeds"] = [1.0]
     meta["rejection"] = {"min_confidence": 0.5, "max_unknown": "high"}
     (folder / "digitd.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="incomplete"):

@@ -56,6 +56,7 @@ def test_exported_model_runs_in_litert_and_agrees_with_keras(quick_fit, fsdd_dir
     assert any("CC BY 4.0" in a for a in meta["attribution"])  # Speech Commands
     assert any("Apache" in a for a in meta["attribution"])  # the speech embedding
     assert "CC BY-SA 4.0" in meta["license"]
+    assert meta["speeds"] == list(meta["training"]["config"]["test_speeds"])
     report = json.loads((quick_fit / "reports" / "evaluation.json").read_text())
     assert RejectionRule(**{k: report["rule"][k] for k in ("min_confidence", "max_unknown")}) \
         == DigitClassifier(quick_fit / "model" / "digitd.json").metadata.rejection
@@ -88,6 +89,7 @@ def test_a_fold_model_decides_its_held_out_clips_as_the_evaluation_scored_them(
     with np.load(quick_fit / "reports" / "folds" / "heldout.npz") as saved:
         scored, speaker_fold = saved["int8"], saved["speaker_fold"]
     classifier = DigitClassifier(quick_fit / "reports" / "folds" / "fold-0" / "digitd.json")
+    assert classifier.metadata.speeds == make_config(args).test_speeds  # scored at each
     clips = np.flatnonzero(speaker_fold == 0)[:: 7][:12]
     assert len(clips) >= 6
     for i in clips:

@@ -56,6 +56,10 @@ class TrainConfig:
     # Evaluation: folds hold out speakers of every corpus, TTS voices and word types at once
     folds: int = 6  # FSDD has six speakers: fold k holds out the k-th
     false_accept_cost: float = 2.0  # a digit nobody said costs this many missed digits
+    # Tape speeds each word is classified at, the head's probabilities averaged (the model's
+    # "speeds"): a voice the head heard too little of is nearer to ones it heard at one of
+    # them. One embedding pass each; the folds are scored and the rule calibrated with them.
+    test_speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -78,14 +78,15 @@ def train_mask(material: Material, speaker_fold: np.ndarray, word_fold: np.ndarr
     return (speaker_fold != fold) & (word_fold != fold) & (corpora != "voices")
 
 
-def clean_mels(material: Material, cfg: TrainConfig, clips: np.ndarray, phases: int
-               ) -> np.ndarray:
+def clean_mels(material: Material, cfg: TrainConfig, clips: np.ndarray, phases: int,
+               speed: float = 1.0) -> np.ndarray:
     """Copy 0 of each clip (what `recognize --whole` computes), as mel windows with the
-    lead the embedding grids read."""
+    lead the embedding grids read, the word played at `speed`."""
     from digitd.daemon.features import window_mel
 
     lead = lead_samples(cfg.features, phases)
-    return np.stack([window_mel(material.waves[i], cfg.features, lead=lead) for i in clips])
+    return np.stack([window_mel(material.waves[i], cfg.features, lead=lead, speed=speed)
+                     for i in clips])
 
 
 def runtime_embeddings(embedding_file: Path, mels: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -150,17 +151,21 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
                   word_fold)
     heldout = np.flatnonzero(speaker_fold >= 0)
     phases = EMBEDDING_PHASES
-    mels = clean_mels(material, cfg, heldout, phases)
     rng = np.random.default_rng(cfg.seed)
     work.mkdir(parents=True, exist_ok=True)
     embedding_file = work / EMBEDDING_FILENAME
-    embedding_file.write_bytes(embedding_tflite(mels[rng.permutation(len(mels))[:400]],
+    picks = heldout[rng.permutation(len(heldout))[:400]]
+    embedding_file.write_bytes(embedding_tflite(clean_mels(material, cfg, picks, phases),
                                                 phases))
-    runtime = np.full((n, cfg.features.head_embeddings * phases, 96), np.nan, dtype=np.float32)
-    runtime[heldout] = runtime_embeddings(embedding_file, mels)
+    # Each held-out clip's vectors at each test speed: (speeds, clips, vectors, 96)
+    shape = (len(cfg.test_speeds), n, cfg.features.head_embeddings * phases, 96)
+    runtime = np.full(shape, np.nan, dtype=np.float32)
     exact = np.full_like(runtime, np.nan)
-    exact[heldout] = float_embeddings(mels, phases)
-    del mels
+    for k, speed in enumerate(cfg.test_speeds):
+        mels = clean_mels(material, cfg, heldout, phases, speed)
+        runtime[k, heldout] = runtime_embeddings(embedding_file, mels)
+        exact[k, heldout] = float_embeddings(mels, phases)
+        del mels
     labels, corpora = np.array(material.labels), np.array(material.corpora)
     for fold in tqdm(range(cfg.folds), desc="folds", leave=False):
         rows = embedded.rows(train_mask(material, speaker_fold, word_fold, fold))
@@ -169,8 +174,9 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
                           desc=f"fold {fold + 1}/{cfg.folds}")
         test = speaker_fold == fold
         clips = np.flatnonzero(test)
-        out.float[clips] = grid_mean(partial(head.predict, verbose=0, batch_size=1024),
-                                     exact[clips], phases, cfg)
+        out.float[clips] = np.mean([grid_mean(partial(head.predict, verbose=0, batch_size=1024),
+                                              vectors[clips], phases, cfg) for vectors in exact],
+                                   axis=0)
         augmented = embedded.rows(test, "augmented")
         augmented = augmented[embedded.copy[augmented] == 1]
         if len(augmented):
@@ -181,8 +187,9 @@ def run_folds(material: Material, embedded: Embedded, cfg: TrainConfig, work: Pa
         shutil.copy(embedding_file, head_file.parent / EMBEDDING_FILENAME)
         head_file.write_bytes(to_int8_tflite(head, embedded.x[rows[rng.permutation(
             len(rows))[:400]]].astype(np.float32)))
-        out.int8[clips] = grid_mean(partial(head_probabilities, head_file),
-                                    runtime[clips], phases, cfg)
+        out.int8[clips] = np.mean([grid_mean(partial(head_probabilities, head_file),
+                                             vectors[clips], phases, cfg)
+                                   for vectors in runtime], axis=0)
     return out
 
 
@@ -369,7 +376,7 @@ def evaluate(material: Material, embedded: Embedded, cfg: TrainConfig, out_dir: 
         ModelMetadata.write(folds / f"fold-{fold}" / MODEL_FILENAME, LABELS, cfg.features, rule,
                             {"embedding": EMBEDDING_FILENAME, "head": HEAD_FILENAME},
                             fold={"index": fold, "of": cfg.folds, "fsdd_held_out": held_out},
-                            embedding_phases=EMBEDDING_PHASES)
+                            embedding_phases=EMBEDDING_PHASES, speeds=list(cfg.test_speeds))
     (folds / EMBEDDING_FILENAME).unlink(missing_ok=True)
     report = summarize(material, held, rule, cost, cfg)
     (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -78,6 +78,7 @@ def write_model(out_dir: Path, embedding: bytes, head: bytes, labels: tuple[str,
         (out_dir / STRINGS_FILENAME).write_bytes(strings_stage)
         files["strings"] = STRINGS_FILENAME
     extra["embedding_phases"] = phases
+    extra["speeds"] = list(cfg.test_speeds)
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra)
     # what both stages give here on a known input: the runtime checks it at every load
     ModelMetadata.write(path, labels, cfg.features, rule, files, **extra,
