@@ -8,7 +8,7 @@ TFLite files, one per stage, described by one metadata JSON (models/digitd.json)
              "unknown"; a word's probabilities are the mean over the grids (two looks at
              the word, 40 ms apart, err less than one); with "speeds", also the mean
              over the word played at each of those tape speeds (0.9: 10% slower and
-             lower): the voices the head heard least, nearer to ones it heard
+             lower): a voice the head heard too little of comes nearer to ones it heard
   strings    any number of vectors -> per vector, CTC probabilities of "nothing new" (blank),
              0-9 and "a word that is no digit": digit strings said with no pause (optional)
 The stages are separate so the head and the strings stage read the same embeddings, from

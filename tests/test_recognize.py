@@ -295,8 +295,8 @@ def test_a_word_is_heard_at_each_of_the_models_speeds_and_averaged(recordings, t
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     meta = json.loads((folder / "digitd.json").read_text())
     x = read_audio(recordings / "3_theo_5.wav", 16000).astype(np.float64)
-    word, floor = trim_silence(x, DigitClassifier().features), noise_floor(
-        x, DigitClassifier().features)
+    f = DigitClassifier().features
+    word, floor = trim_silence(x, f), noise_floor(x, f)
     probs = {}
     for speeds in ([0.9], [1.0], [1.1], [0.9, 1.0, 1.1]):
         meta["speeds"] = speeds
