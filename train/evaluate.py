@@ -4,8 +4,9 @@ Every fold holds out, at once: one of FSDD's six speakers, a sixth of the Speech
 speakers, a sixth of the TTS voices, and a sixth of the non-digit word types (so false accepts
 are measured on words training never heard). A separate set of TTS voices ("voices") is never
 trained on. Each fold trains a head, exports it to int8 and scores its held-out clips through
-the runtime path (int8 embedding, int8 head), exactly as `digitd recognize --whole` would.
-The rejection rule is calibrated on those held-out scores.
+the runtime path (int8 embedding, int8 head, at each of TrainConfig.test_speeds, averaged),
+exactly as `digitd recognize --whole` would. The rejection rule is calibrated on those
+held-out scores.
 """
 
 from __future__ import annotations
