@@ -145,15 +145,20 @@ def noise_floor(x: np.ndarray, cfg: FeatureConfig, percentile: float = 0.0) -> f
 
 
 def utterance_window(x: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
-                     pad_dbfs: float | None = None, lead: int = 0) -> np.ndarray:
+                     pad_dbfs: float | None = None, lead: int = 0, speed: float = 1.0
+                     ) -> np.ndarray:
     """One word -> exactly window_samples of audio, the word ending `tail` seconds (default
     cfg.tail_seconds) before the end, as the end of a VAD segment places it in a stream.
+    `speed` plays the word as a tape that many times faster first (the model's test-time
+    speeds); the padding is not resampled.
 
     Shorter input is padded before (and after) with the same seeded noise every time, at
     `pad_dbfs` (default cfg.pad_dbfs); longer input keeps the loudest stretch that fits, so
     a long clip keeps its word instead of its first two seconds. `lead` samples more come
     before the window (the model's second embedding grid starts that much earlier).
     """
+    if speed != 1.0:
+        x = change_speed(x, speed, cfg.sample_rate)
     w = cfg.window_samples
     tail_samples = int(round((cfg.tail_seconds if tail is None else tail) * cfg.sample_rate))
     tail_samples = min(max(0, tail_samples), w - 1)
@@ -298,11 +303,6 @@ def n_embeddings(n_frames: int, cfg: FeatureConfig) -> int:
     return 1 + (n_frames - cfg.embedding_frames) // cfg.embedding_step
 
 
-def at_speed(word: np.ndarray, speed: float, rate: int) -> np.ndarray:
-    """A trimmed word as a tape played `speed` times faster (the model's test-time speeds)."""
-    return word if speed == 1.0 else change_speed(word, speed, rate)
-
-
 def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,
                     floor: float | None = None, lead: int = 0, speed: float = 1.0
                     ) -> np.ndarray:
@@ -311,8 +311,7 @@ def utterance_audio(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None
     stream's, in dBFS). `tail` places the word in its window; inference uses the default."""
     x = check_waveform(waveform)
     level = noise_floor(x, cfg) if floor is None else floor
-    word = at_speed(trim_silence(x, cfg), speed, cfg.sample_rate)
-    return utterance_window(word, cfg, tail, level, lead)
+    return utterance_window(trim_silence(x, cfg), cfg, tail, level, lead, speed)
 
 
 def window_mel(waveform: np.ndarray, cfg: FeatureConfig, tail: float | None = None,

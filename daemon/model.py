@@ -29,7 +29,6 @@ import numpy as np
 
 from .features import (
     FeatureConfig,
-    at_speed,
     check_waveform,
     log_mel,
     noise_floor,
@@ -376,8 +375,8 @@ class DigitClassifier:
         model's tape speeds (one embedding pass each)."""
         f = self.features
         return np.mean([self.head_probabilities(self.vectors(log_mel(utterance_window(
-            at_speed(word, speed, f.sample_rate), f, None, floor, self.lead), f)))
-            for speed in self.metadata.speeds], axis=0)
+            word, f, None, floor, self.lead, speed), f))) for speed in self.metadata.speeds],
+            axis=0)
 
     def classify_word(self, word: np.ndarray, floor: float) -> Prediction:
         """One word already checked and trimmed (pipeline.words), padded at its room's
