@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from digitd.daemon.heap import keep_freed_memory
 from digitd.train.data import Utterances
 from digitd.train.synth import DIGIT_WORDS
 
@@ -383,6 +384,7 @@ def measure(cfg: BenchConfig, args: argparse.Namespace, out: Path, previous: dic
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # as `digitd` does: the in-process timings are the daemon's
     cfg = BenchConfig.quick_mode() if args.quick else BenchConfig()
     out = args.out or args.reports / ("bench-quick" if args.quick else "bench")
     out.mkdir(parents=True, exist_ok=True)

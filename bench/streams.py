@@ -10,6 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from digitd.daemon.heap import keep_freed_memory
+
 from bench import material
 from bench.run import REPO, BenchConfig, fold_models, streaming
 
@@ -21,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digitd" / "synth")
     parser.add_argument("--peer", action="store_true", help="pocketsphinx too (much slower)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as `digitd` does: the latencies are the daemon's
     cfg = BenchConfig()
     models, _ = fold_models(args.reports)
     fsdd = material.load_fsdd(args.data, cfg.per_digit)

@@ -242,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digitd" / "synth")
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args(argv)
+    from digitd.daemon.heap import keep_freed_memory
+
     from bench.recognizers import Pocketsphinx
+
+    keep_freed_memory()  # as `digitd` does: the CPU figures are the daemon's
 
     peer = None if args.no_peer else Pocketsphinx()
     print(json.dumps(run(args.per_cell, tuple(args.snrs), args.voices, args.cache, peer),

@@ -43,6 +43,7 @@ from .config import (  # noqa: E402
     example_config,
     resolve,
 )
+from .heap import keep_freed_memory  # noqa: E402
 from .model import DigitClassifier, ModelError  # noqa: E402
 from .mqtt import MqttError  # noqa: E402
 from .quiet import filter_c_stderr  # noqa: E402
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"digitd: {exc}", file=sys.stderr)
             return 2
     filter_c_stderr()
+    keep_freed_memory()
     logging.basicConfig(level=settings["log_level"] if settings else "INFO",
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     stop_on_signals()

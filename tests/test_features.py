@@ -21,7 +21,7 @@ CFG = FeatureConfig()
 FSDD_FILES = ["0_george_0.wav", "3_jackson_12.wav", "7_lucas_40.wav", "9_yweweler_3.wav",
               "6_nicolas_8.wav", "4_theo_21.wav"]
 SC_FILES = ["nine", "three", "happy", "stop", "zero", "left"]  # first clip of each word
-# melspectrogram.tflite computes in float32, we in float64: its values (x / 10 + 2) span
+# melspectrogram.tflite computes in float32, we partly in float64: its values (x / 10 + 2) span
 # about -8..14, and the two agree to 1e-4 (seen: 1.4e-5).
 TOLERANCE = 1e-4
 
