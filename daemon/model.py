@@ -343,26 +343,30 @@ class DigitClassifier:
         return lead_samples(self.features, self.metadata.phases)
 
     def vectors(self, mel: np.ndarray) -> np.ndarray:
-        """Mel frames -> every vector of the embedding stage, one every embedding_step //
-        phases frames from the first: (n, 96). One pass: the network's time convolutions
-        are shared by all of them."""
+        """Mel frames (frames, n_mels), or a batch of equal length (batch, frames, n_mels) ->
+        every vector of the embedding stage, one every embedding_step // phases frames from
+        the first: (n, 96), or (batch, n, 96). One pass: the network's time convolutions are
+        shared by all of them."""
         f = self.features
         step = f.embedding_step // self.metadata.phases
-        if mel.shape[0] < f.embedding_frames:
-            return np.zeros((0, 96), dtype=np.float32)
-        frames = f.embedding_frames + step * ((mel.shape[0] - f.embedding_frames) // step)
-        return self.embedding_stage(np.ascontiguousarray(mel[None, :frames, :, None]))[0]
+        batch = mel[None] if mel.ndim == 2 else mel
+        if batch.shape[1] < f.embedding_frames:
+            return np.zeros((*mel.shape[:-2], 0, 96), dtype=np.float32)
+        frames = f.embedding_frames + step * ((batch.shape[1] - f.embedding_frames) // step)
+        out = self.embedding_stage(np.ascontiguousarray(batch[:, :frames, :, None]))
+        return out[0] if mel.ndim == 2 else out
 
     def embeddings(self, mel: np.ndarray) -> np.ndarray:
         """Mel frames -> the embeddings on the 80 ms grid from the first frame (n, 96)."""
         return self.vectors(mel)[:: self.metadata.phases]
 
     def head_probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """The stage's vectors of a head window (`vectors` of window_mel with `lead`) -> the
-        head on each grid, averaged."""
+        """The stage's vectors of a head window (`vectors` of window_mel with `lead`), or of
+        a batch of them -> the head on each grid of each, averaged: one pass for all."""
         f, phases = self.features, self.metadata.phases
-        return np.mean([self.head(x[None])[0] for x in head_inputs(vectors, phases, f)],
-                       axis=0)
+        inputs = np.stack(head_inputs(vectors, phases, f), axis=-3).reshape(
+            -1, f.head_embeddings, vectors.shape[-1])
+        return self.head(inputs).mean(axis=0)
 
     def classify_utterance(self, waveform: np.ndarray) -> Prediction:
         """A mono waveform at the model rate holding one word (silence around it is fine).
@@ -372,11 +376,11 @@ class DigitClassifier:
 
     def word_probabilities(self, word: np.ndarray, floor: float) -> np.ndarray:
         """One trimmed word padded at `floor` dBFS -> label probabilities: the mean over the
-        model's tape speeds (one embedding pass each)."""
+        model's tape speeds, every speed's window embedded in one batch."""
         f = self.features
-        return np.mean([self.head_probabilities(self.vectors(log_mel(utterance_window(
-            word, f, None, floor, self.lead, speed), f))) for speed in self.metadata.speeds],
-            axis=0)
+        mels = np.stack([log_mel(utterance_window(word, f, None, floor, self.lead, speed), f)
+                         for speed in self.metadata.speeds])
+        return self.head_probabilities(self.vectors(mels))
 
     def classify_word(self, word: np.ndarray, floor: float) -> Prediction:
         """One word already checked and trimmed (pipeline.words), padded at its room's
