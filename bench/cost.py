@@ -129,12 +129,44 @@ def daemon_on_pulse(seconds: float) -> dict:
             try:
                 time.sleep(1.0)
                 running = _daemon_run(pulse, Path(tmp) / "running", seconds, lose_device=True)
+                running["cpu_share_bare_stream"] = _bare_stream_share(pulse, seconds)
             finally:
                 player.kill()
                 player.wait()
         finally:
             pulse.stop()
     return {**running, "ready_idle_sink_s": idle["ready_s"]}
+
+
+BARE_STREAM = (
+    "import queue, sys, sounddevice as sd\n"
+    "blocks = queue.Queue()\n"
+    "with sd.InputStream(samplerate=16000, channels=1, dtype='float32',\n"
+    "                    blocksize=16 * int(sys.argv[1]),\n"
+    "                    callback=lambda data, *_: blocks.put(bytes(data))):\n"
+    "    while True:\n"
+    "        blocks.get()\n")
+
+
+def _bare_stream_share(pulse, seconds: float) -> float | None:
+    """Share of one core that a PortAudio stream costs on its own on the same device, its
+    blocks only queued and taken: the audio stack's part of the daemon's idle figure."""
+    from digitd.daemon.config import BY_KEY
+
+    if seconds <= 0:
+        return None
+    proc = subprocess.Popen([sys.executable, "-c", BARE_STREAM,
+                             str(BY_KEY["audio.block_ms"].default)], env=pulse.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # as the daemon's: stream start-up is not steady state
+        cpu0, _ = proc_stat(proc.pid)
+        time.sleep(seconds)
+        cpu1, _ = proc_stat(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    return (cpu1 - cpu0) / seconds
 
 
 def wait_for_line(log: list[tuple[float, str]], text: str, timeout: float) -> None:

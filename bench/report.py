@@ -548,7 +548,11 @@ def quiet_and_daemon_lines(c: dict) -> list[str]:
               + (f" ({idle:.2f} s on an idle null sink, which renders its first monitor block "
                  "~2 s after a recorder connects)" if idle is not None else "")
               + f"; {100 * d['cpu_share_silence']:.1f}% of one core while hearing silence "
-              f"(microphone blocks of {BY_KEY['audio.block_ms'].default} ms), peak RSS "
+              f"(microphone blocks of {BY_KEY['audio.block_ms'].default} ms"
+              + (f"; a bare PortAudio stream on the same device, its blocks only queued, "
+                 f"{100 * d['cpu_share_bare_stream']:.1f}%"
+                 if d.get("cpu_share_bare_stream") is not None else "")
+              + "), peak RSS "
               f"{d['peak_rss_mb']:.0f} MB"
               + (f" ({d['peak_rss_after_device_loss_mb']:.0f} MB after its device was "
                  "unloaded for a few rescans and loaded again, as a microphone pulled out and "
