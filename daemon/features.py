@@ -265,7 +265,7 @@ def log_mel(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     Frame i covers samples [i * hop, i * hop + n_fft). The 80 dB floor is taken per group of
     floor_group frames counted from the first, so a stream cut at multiples of
     floor_group * hop samples gives the same frames in pieces as whole. The FFT runs in
-    float64 (numpy's float32 FFT takes about 4x as long), the rest in float32, as the
+    float64 (numpy's float32 FFT is several times slower), the rest in float32, as the
     reference does: a Pi has little to spare.
     """
     n = n_mel_frames(x.size, cfg)

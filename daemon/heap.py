@@ -1,9 +1,9 @@
 """Keep freed arrays' memory in the process instead of handing it back to the kernel.
 
-Each word allocates and frees a few arrays of 0.2-1 MB (its window, frames, spectrum).
+Each word allocates and frees a few arrays of 0.2-1 MB (its windows, frames, spectrum).
 glibc returns freed memory above its thresholds to the kernel, and the next word faults
-every page back in: on this project's machines that was half of a word's CPU. Raising the
-thresholds keeps up to TRIM_BYTES of freed heap; peak RSS is unchanged, as the memory was
+every page back in, which costs about as much as computing its features. Raising the
+thresholds keeps up to TRIM_BYTES of freed heap; peak RSS barely moves, as that memory was
 in use at the peak anyway. A process setting, so the command lines make it, not the library.
 """
 
