@@ -365,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"digitd: {exc}", file=sys.stderr)
             return 2
     filter_c_stderr()
-    keep_freed_memory()
     logging.basicConfig(level=settings["log_level"] if settings else "INFO",
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    keep_freed_memory()  # after logging: its debug line, where mallopt refuses, must show
     stop_on_signals()
     try:
         if settings is None:

@@ -241,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # the embedding of every clip allocates as the daemon's words do
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    keep_freed_memory()  # the embedding of every clip allocates as the daemon's words do
     try:
         return args.func(args)
     except DataError as exc:
