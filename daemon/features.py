@@ -85,7 +85,9 @@ class FeatureConfig:
 
 
 def check_waveform(waveform: np.ndarray) -> np.ndarray:
-    """Return the waveform as 1-D float64; reject what cannot be an utterance."""
+    """Return the waveform as 1-D float64 with its mean taken off; reject what cannot be an
+    utterance. The mean is a microphone's DC offset: left in, it sets the level a clip's
+    room is measured at (its padding) and puts a step at each edge of the word."""
     x = np.asarray(waveform)
     if x.ndim != 1:
         raise ValueError(f"expected a mono 1-D waveform, got shape {x.shape}")
@@ -95,7 +97,7 @@ def check_waveform(waveform: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise ValueError(f"waveform has {bad} non-finite sample(s) (NaN or inf)")
-    return x
+    return x - np.mean(x)
 
 
 def frame_power(x: np.ndarray, frame: int) -> np.ndarray:
@@ -125,6 +127,31 @@ def speech_bounds(x: np.ndarray, frame: int, below_peak_db: float, margin_frames
     first = max(0, loud[0] - margin_frames)
     last = min(energy_db.size, loud[-1] + 1 + margin_frames)
     return first * frame, min(x.size, last * frame)
+
+
+class DcRemover:
+    """A stream's DC offset, followed frame by frame and taken off: what check_waveform does
+    for a whole clip, for audio that never ends. The VAD, the room's level and the words'
+    edges then see a microphone with an offset as they see one without. The estimate moves
+    with a time constant of `seconds` (a high-pass near 0.3 Hz, far under any voice)."""
+
+    def __init__(self, sample_rate: int, seconds: float = 0.5) -> None:
+        self._samples = seconds * sample_rate
+        self._offset: float | None = None
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if frame.size == 0:
+            return frame
+        mean = float(np.mean(frame))
+        if self._offset is None:
+            self._offset = mean
+        else:
+            self._offset += min(1.0, frame.size / self._samples) * (mean - self._offset)
+        return (frame - self._offset).astype(frame.dtype, copy=False)
+
+    def reset(self) -> None:
+        """A new device or a gap: its offset is learnt anew."""
+        self._offset = None
 
 
 def trim_silence(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import FeatureConfig, check_waveform, frame_db, noise_floor, trim_silence
+from .features import (
+    DcRemover,
+    FeatureConfig,
+    check_waveform,
+    frame_db,
+    noise_floor,
+    trim_silence,
+)
 from .model import UNKNOWN_LABEL, DigitClassifier, Prediction, StringReading
 from .segmenter import Segment, SegmenterSettings, VadSegmenter
 
@@ -132,6 +139,7 @@ class StreamRecognizer:
         self.classifier = classifier
         self.features = classifier.features
         self.segmenter = VadSegmenter(self.features.sample_rate, settings)
+        self._dc = DcRemover(self.features.sample_rate)
         self._frame = self.segmenter.frame_samples
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_arrival = time.monotonic()
@@ -143,8 +151,7 @@ class StreamRecognizer:
         n_frames = data.size // self._frame
         events: list[Event] = []
         for i in range(n_frames):
-            frame = data[i * self._frame : (i + 1) * self._frame]
-            segment = self.segmenter.push(frame)
+            segment = self.segmenter.push(self._dc(data[i * self._frame : (i + 1) * self._frame]))
             if segment is not None:
                 events += self._recognize(segment, behind=(n_frames - 1 - i) * self._frame)
         self._pending = data[n_frames * self._frame :].copy()
@@ -158,6 +165,7 @@ class StreamRecognizer:
     def reset(self) -> None:
         """A gap in the audio (device lost): drop the partial segment."""
         self.segmenter.reset()
+        self._dc.reset()
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _recognize(self, segment: Segment, behind: int) -> list[Event]:

@@ -210,7 +210,7 @@ def test_config_round_trip_and_unknown_keys():
 
 
 def test_a_clip_is_padded_at_its_own_noise_floor(recordings):
-    from digitd.daemon.features import noise_floor
+    from digitd.daemon.features import check_waveform, noise_floor
 
     rng = np.random.default_rng(4)
     word = read_audio(recordings / "7_jackson_7.wav", CFG.sample_rate).astype(np.float64)
@@ -220,7 +220,8 @@ def test_a_clip_is_padded_at_its_own_noise_floor(recordings):
     assert abs(noise_floor(clip, CFG) - (-65)) < 3
     assert noise_floor(np.zeros(8000), CFG) == CFG.pad_dbfs  # digital silence is no room
     assert noise_floor(rng.normal(size=8000) * 0.3, CFG) == CFG.pad_max_dbfs
-    window = utterance_window(trim_silence(clip, CFG), CFG, pad_dbfs=noise_floor(clip, CFG))
+    heard = check_waveform(clip)  # as every utterance is heard: its mean taken off
+    window = utterance_window(trim_silence(heard, CFG), CFG, pad_dbfs=noise_floor(heard, CFG))
     head = window[: CFG.sample_rate // 2]  # padding only
     assert abs(10 * np.log10(np.mean(head**2)) - noise_floor(clip, CFG)) < 0.5
     assert np.array_equal(window_mel(clip, CFG), log_mel(window, CFG))
@@ -270,3 +271,39 @@ def test_a_stream_word_is_padded_at_the_room_it_was_heard_in(recordings, speech_
     assert opening.room.size < preroll
     assert level(opening) == noise_floor(opening.samples, CFG) < -60
 
+
+
+def test_a_microphones_dc_offset_changes_nothing(recordings):
+    """A clip with a DC offset is heard as the clip without: the offset would set the room's
+    level (the padding) and put a step at the word's edges."""
+    from digitd.daemon.model import DigitClassifier
+
+    classifier = DigitClassifier()
+    for name in ("7_jackson_7.wav", "2_nicolas_3.wav"):
+        clip = read_audio(recordings / name, CFG.sample_rate)
+        plain = classifier.classify_utterance(clip)
+        for offset in (0.05, -0.2):
+            shifted = classifier.classify_utterance(clip + np.float32(offset))
+            assert shifted.digit == plain.digit
+            np.testing.assert_allclose(shifted.probabilities, plain.probabilities, atol=1e-4)
+        np.testing.assert_allclose(window_mel(clip + np.float32(0.05), CFG),
+                                   window_mel(clip, CFG), atol=1e-4)
+
+
+def test_a_streams_dc_offset_is_followed_and_taken_off(recordings):
+    """DcRemover on a real stream with an offset that drifts: within a second the output's
+    mean is the input's without it."""
+    from digitd.daemon.features import DcRemover, check_waveform
+
+    rate = CFG.sample_rate
+    speech = np.concatenate([check_waveform(read_audio(recordings / n, rate)) for n in
+                             ("7_jackson_7.wav", "2_nicolas_3.wav", "5_lucas_12.wav")] * 4)
+    drift = 0.05 + 0.01 * np.arange(speech.size) / speech.size  # a warming microphone
+    remover, frame = DcRemover(rate), rate // 100
+    out = np.concatenate([remover((speech + drift)[i : i + frame].astype(np.float32))
+                          for i in range(0, speech.size - frame + 1, frame)])
+    settled = slice(rate, out.size)
+    assert abs(np.mean(out[settled]) - np.mean(speech[settled])) < 2e-3
+    assert np.max(np.abs(out[settled] - speech[settled])) < 0.01
+    remover.reset()
+    assert abs(float(np.mean(remover(np.full(frame, 0.3, dtype=np.float32))))) < 1e-6

@@ -288,13 +288,13 @@ def test_the_model_checks_its_runtime_at_load(tmp_path, caplog):
 def test_a_word_is_heard_at_each_of_the_models_speeds_and_averaged(recordings, tmp_path):
     # The model's "speeds": the word played as a tape at each, one embedding pass each, the
     # head's probabilities averaged (the evaluation scores and calibrates the same way).
-    from digitd.daemon.features import noise_floor, trim_silence
+    from digitd.daemon.features import check_waveform, noise_floor, trim_silence
 
     folder = tmp_path / "m"
     shutil.copytree(default_model_path().parent, folder,
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     meta = json.loads((folder / "digitd.json").read_text())
-    x = read_audio(recordings / "3_theo_5.wav", 16000).astype(np.float64)
+    x = check_waveform(read_audio(recordings / "3_theo_5.wav", 16000))
     f = DigitClassifier().features
     word, floor = trim_silence(x, f), noise_floor(x, f)
     probs = {}

@@ -142,6 +142,25 @@ def test_bundled_sample_says_four_two_seven():
     assert result.stdout.split() == ["4", "2", "7"]
 
 
+def test_a_microphone_with_a_dc_offset_is_heard_as_one_without(recordings):
+    """The same real stream, as is and on a -20 dBFS DC offset: the same digits, as sure."""
+    stream = build_stream(recordings, NAMES, PAUSES, rate=RATE)
+    classifier = DigitClassifier()
+
+    def events(samples: np.ndarray) -> list:
+        recognizer = StreamRecognizer(classifier)
+        out = []
+        for start in range(0, samples.size, 480):
+            out += recognizer.feed(samples[start : start + 480])
+        return out + recognizer.finish()
+
+    plain, shifted = events(stream.samples), events(stream.samples + np.float32(0.1))
+    assert [e.digit for e in shifted] == [e.digit for e in plain]
+    assert sum(e.digit is not None for e in plain) >= len(NAMES) - 1
+    for a, b in zip(plain, shifted, strict=True):
+        assert abs(a.confidence - b.confidence) < 0.05 and abs(a.end - b.end) < 0.05
+
+
 def test_stdin_pcm_source(recordings):
     stream = build_stream(recordings, NAMES, PAUSES, rate=16000)
     pcm = (np.clip(stream.samples, -1, 1) * 32767).astype("<i2").tobytes()

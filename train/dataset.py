@@ -63,7 +63,8 @@ class Material:
     words: list[str] = field(default_factory=list)  # what was said; "" for non-speech
 
     def add(self, wave: np.ndarray, label: int, speaker: str, corpus: str, word: str) -> None:
-        self.waves.append(np.asarray(wave, dtype=np.float64))
+        # kept as every utterance is heard (mean off), so the cache key follows the front end
+        self.waves.append(check_waveform(wave))
         self.labels.append(label)
         self.speakers.append(speaker)
         self.corpora.append(corpus)
