@@ -36,12 +36,22 @@ def meter_lines(blocks: Iterable[Any], rate: int, interval: float = 0.25,
             yield _meter_line(x, width)
 
 
+OFFSET_SHOWN_DBFS = -60.0  # a DC offset at least this large is named on the meter's line
+
+
 def _meter_line(x: np.ndarray, width: int) -> str:
+    """The level recognition hears: a DC offset is taken off first (as the pipeline does),
+    and named when it is large enough to matter, so a quiet room reads as quiet."""
+    offset = float(np.mean(x, dtype=np.float64))
+    x = x - offset
     level = dbfs(x)
     peak = FLOOR_DBFS if not np.any(x) else max(
         FLOOR_DBFS, 20 * math.log10(float(np.max(np.abs(x)))))
     filled = int(round(width * min(1.0, max(0.0, (level + 80) / 80))))
-    return f"{level:6.1f} dBFS  peak {peak:6.1f}  |{'#' * filled}{'.' * (width - filled)}|"
+    line = f"{level:6.1f} dBFS  peak {peak:6.1f}  |{'#' * filled}{'.' * (width - filled)}|"
+    if offset and 20 * math.log10(abs(offset)) >= OFFSET_SHOWN_DBFS:
+        line += f"  DC offset {20 * math.log10(abs(offset)):.0f} dBFS (taken off)"
+    return line
 
 
 class SilenceWatch:

@@ -111,6 +111,17 @@ def test_level_shows_the_input_level_in_dbfs():
     assert all(line.split()[0] == "-20.0" and "peak  -17.0" in line for line in lines), lines
 
 
+def test_level_reads_a_quiet_room_on_a_dc_offset_as_quiet_and_names_the_offset():
+    room = np.random.default_rng(1).normal(0, 10 ** (-60 / 20), RATE * 2)  # -60 dBFS
+    for offset, named in ((0.05, True), (0.0, False)):
+        done = subprocess.run([*CLI, "level", "--input", "-", "--rate", str(RATE)],
+                              input=pcm16(room + offset), capture_output=True, timeout=60)
+        lines = done.stdout.decode().splitlines()
+        assert done.returncode == 0 and len(lines) == 8, done.stderr.decode()
+        assert all(abs(float(line.split()[0]) + 60) < 1 for line in lines), lines
+        assert all(("DC offset -26 dBFS" in line) == named for line in lines), lines
+
+
 def test_a_muted_microphone_is_warned_about_and_shown_in_the_status(tmp_path):
     from .notify_socket import NotifySocket
 
