@@ -145,3 +145,25 @@ def test_recalibrating_from_saved_predictions_gives_the_same_report(quick_fit, f
     assert after["rule"] == before["rule"] and after["conditions"] == before["conditions"]
     assert cli.main([*args[:-4], "--reports", str(quick_fit / "nothing"),
                      "--cache-dir", str(quick_fit / "cache")]) == 2  # nothing saved there
+
+
+def test_strings_of_several_lengths_train_whatever_the_first_batches_are():
+    """The strings stage's batches hold strings of one length each; training must take a
+    batch of another length after two of one length (a Keras PyDataset fixed its shapes
+    from its first two batches and stopped there)."""
+    from digitd.train.strings import StringConfig, Strings
+    from digitd.train.train import StringBatches, train_strings
+
+    rng = np.random.default_rng(0)
+    lengths = [8] * 20 + [12] * 2
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = rng.integers(1, 11, size=2 * len(lengths)).astype(np.int32)
+    strings = Strings(rng.normal(size=(offsets[-1], 96)).astype(np.float16), offsets, tokens,
+                      np.arange(0, tokens.size + 1, 2), np.array(["joined"] * len(lengths)))
+    keep = np.ones(len(lengths), dtype=bool)
+    first = StringBatches(strings, keep, 2, seed=3, max_tokens=10)
+    sizes = [strings.item(first.batches[i][0])[0].shape[0] for i in range(len(first))]
+    assert sizes[0] == sizes[1] and 12 in sizes[2:]  # the case that failed
+    scfg = StringConfig(width=8, layers=1, epochs=2, batch_size=2)
+    net = train_strings(strings, keep, 12, scfg, seed=3, max_tokens=10)
+    assert net.predict(strings.item(20)[0][None].astype(np.float32), verbose=0).shape == (1, 12, 12)

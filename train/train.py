@@ -95,42 +95,57 @@ def ctc_loss(y_true, logits):
                           logit_length=logit_length, logits_time_major=False, blank_index=0)
 
 
-def string_batches(strings, keep: np.ndarray, batch_size: int, seed: int, max_tokens: int):
+class StringBatches:
     """Batches of strings of one length each (features.string_audio makes few lengths),
-    shuffled anew every epoch."""
-    import keras
+    shuffled anew every epoch: batch i of the current epoch is self[i]."""
 
-    lengths = np.diff(strings.offsets)
+    def __init__(self, strings, keep: np.ndarray, batch_size: int, seed: int,
+                 max_tokens: int) -> None:
+        self.strings, self.keep, self.batch_size = strings, keep, batch_size
+        self.seed, self.max_tokens = seed, max_tokens
+        self.lengths = np.diff(strings.offsets)
+        self.epoch = 0
+        self.on_epoch_end()
 
-    class Batches(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self.epoch = 0
-            self.on_epoch_end()
+    def on_epoch_end(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        self.batches = []
+        for n in np.unique(self.lengths[self.keep]):
+            rows = rng.permutation(np.flatnonzero(self.keep & (self.lengths == n)))
+            self.batches += [rows[i : i + self.batch_size]
+                             for i in range(0, rows.size, self.batch_size)]
+        rng.shuffle(self.batches)
 
-        def on_epoch_end(self) -> None:
-            rng = np.random.default_rng([seed, self.epoch])
-            self.epoch += 1
-            self.batches = []
-            for n in np.unique(lengths[keep]):
-                rows = rng.permutation(np.flatnonzero(keep & (lengths == n)))
-                self.batches += [rows[i : i + batch_size]
-                                 for i in range(0, rows.size, batch_size)]
-            rng.shuffle(self.batches)
+    def __len__(self) -> int:
+        return len(self.batches)
 
-        def __len__(self) -> int:
-            return len(self.batches)
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.batches[i]
+        x = np.stack([self.strings.item(k)[0] for k in rows]).astype(np.float32)
+        y = np.zeros((rows.size, self.max_tokens), dtype=np.int32)
+        for j, k in enumerate(rows):
+            tokens = self.strings.item(k)[1]
+            y[j, : tokens.size] = tokens
+        return x, y
 
-        def __getitem__(self, i: int):
-            rows = self.batches[i]
-            x = np.stack([strings.item(k)[0] for k in rows]).astype(np.float32)
-            y = np.zeros((rows.size, max_tokens), dtype=np.int32)
-            for j, k in enumerate(rows):
-                tokens = strings.item(k)[1]
-                y[j, : tokens.size] = tokens
-            return x, y
 
-    return Batches()
+def string_dataset(batches: StringBatches):
+    """The batches as a tf.data.Dataset whose time axis is declared of any length. (A Keras
+    PyDataset takes its shapes from its first two batches: when both were strings of one
+    length, a later batch of another length stopped training.)"""
+    import tensorflow as tf
+
+    def epoch():
+        for i in range(len(batches)):
+            yield batches[i]
+        batches.on_epoch_end()
+
+    dim = batches.strings.x.shape[1]
+    signature = (tf.TensorSpec((None, None, dim), tf.float32),
+                 tf.TensorSpec((None, batches.max_tokens), tf.int32))
+    return tf.data.Dataset.from_generator(epoch, output_signature=signature).apply(
+        tf.data.experimental.assert_cardinality(len(batches)))
 
 
 def train_strings(strings, keep: np.ndarray, n_tokens: int, scfg, seed: int,
@@ -143,10 +158,10 @@ def train_strings(strings, keep: np.ndarray, n_tokens: int, scfg, seed: int,
 
     seed_everything(seed)
     model = build_strings(strings.x.shape[1], n_tokens, scfg.width, scfg.layers, scfg.dropout)
-    data = string_batches(strings, keep, scfg.batch_size, seed, max_tokens)
+    batches = StringBatches(strings, keep, scfg.batch_size, seed, max_tokens)
     schedule = keras.optimizers.schedules.CosineDecay(scfg.learning_rate,
-                                                      len(data) * scfg.epochs)
+                                                      len(batches) * scfg.epochs)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
-    model.fit(data, epochs=scfg.epochs, verbose=0,
+    model.fit(string_dataset(batches), epochs=scfg.epochs, verbose=0,
               callbacks=[TqdmCallback(verbose=0, desc="strings")])
     return model
