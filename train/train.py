@@ -162,6 +162,6 @@ def train_strings(strings, keep: np.ndarray, n_tokens: int, scfg, seed: int,
     schedule = keras.optimizers.schedules.CosineDecay(scfg.learning_rate,
                                                       len(batches) * scfg.epochs)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
-    model.fit(string_dataset(batches), epochs=scfg.epochs, verbose=0,
+    model.fit(string_dataset(batches), epochs=scfg.epochs, verbose=0, shuffle=False,  # by epoch
               callbacks=[TqdmCallback(verbose=0, desc="strings")])
     return model
