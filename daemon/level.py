@@ -49,8 +49,9 @@ def _meter_line(x: np.ndarray, width: int) -> str:
         FLOOR_DBFS, 20 * math.log10(float(np.max(np.abs(x)))))
     filled = int(round(width * min(1.0, max(0.0, (level + 80) / 80))))
     line = f"{level:6.1f} dBFS  peak {peak:6.1f}  |{'#' * filled}{'.' * (width - filled)}|"
-    if offset and 20 * math.log10(abs(offset)) >= OFFSET_SHOWN_DBFS:
-        line += f"  DC offset {20 * math.log10(abs(offset)):.0f} dBFS (taken off)"
+    offset_db = 20 * math.log10(abs(offset)) if offset else FLOOR_DBFS
+    if offset_db >= OFFSET_SHOWN_DBFS:
+        line += f"  DC offset {offset_db:.0f} dBFS (taken off)"
     return line
 
 

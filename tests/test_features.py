@@ -272,7 +272,6 @@ def test_a_stream_word_is_padded_at_the_room_it_was_heard_in(recordings, speech_
     assert level(opening) == noise_floor(opening.samples, CFG) < -60
 
 
-
 def test_a_microphones_dc_offset_changes_nothing(recordings):
     """A clip with a DC offset is heard as the clip without: the offset would set the room's
     level (the padding) and put a step at the word's edges."""
